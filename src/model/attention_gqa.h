@@ -1,0 +1,34 @@
+// Dense causal grouped-query attention with RoPE and optional per-head QK RMSNorm.
+//   qkv = x Wqkv^T;  q, k = rope(norm(q)), rope(norm(k));  o = softmax(q k^T / sqrt(d)) v;  out = o Wo^T
+#pragma once
+#include "model/layer_context.h"
+#include "model/param.h"
+
+namespace msa {
+
+class AttentionGQA {
+ public:
+  AttentionGQA(const std::string& prefix, LayerContext& ctx);
+  // x (N, C) normed layer input -> out() (N, C)
+  const Tensor& forward(const Tensor& x);
+  // dout (N, C) -> dx (N, C) written (not accumulated); parameter grads accumulated.
+  void backward(Tensor& dx, const Tensor& dout, const Tensor& x);
+  void collect(ParamList& ps);
+
+ private:
+  LayerContext& ctx_;
+  int64_t hq_, hkv_, d_;
+  Param wqkv_;    // ((Hq + 2 Hkv) d, C)
+  Param wo_;      // (C, Hq d)
+  Param q_norm_;  // (d), when qk_norm
+  Param k_norm_;  // (d), when qk_norm
+  Tensor qkv_;    // (N, (Hq + 2 Hkv) d) projection output
+  Tensor q_pre_, k_pre_;      // (B, T, H, d) before the QK norm (kept for its backward)
+  Tensor q_rstd_, k_rstd_;    // (N * H)
+  Tensor q_, k_, v_;          // (B, T, H, d) as attended
+  Tensor o_;                  // (B, T, Hq, d)
+  Tensor lse_;                // (B, Hq, T)
+  Tensor out_;                // (N, C)
+};
+
+}  // namespace msa

@@ -1,0 +1,30 @@
+// One transformer block:  h = x + attn(norm1(x));  out = h + ffn(norm2(h)).
+#pragma once
+#include <memory>
+
+#include "model/attention_gqa.h"
+#include "model/rmsnorm.h"
+#include "model/swiglu_ffn.h"
+
+namespace msa {
+
+class Block {
+ public:
+  Block(int layer, LayerContext& ctx);
+  const Tensor& forward(const Tensor& x);  // x (N, C) -> out() (N, C); x must stay alive until backward
+  // On entry dres holds d(loss)/d(out); on exit d(loss)/d(x). Parameter grads accumulated.
+  void backward(Tensor& dres);
+  void collect(ParamList& ps);
+  const Tensor& out() const { return out_; }
+
+ private:
+  LayerContext& ctx_;
+  RMSNorm norm1_, norm2_;
+  AttentionGQA attn_;
+  SwiGLUFFN ffn_;
+  Tensor x_;    // the input seen by forward (a handle, not a copy)
+  Tensor mid_;  // (N, C) x + attn
+  Tensor out_;  // (N, C)
+};
+
+}  // namespace msa

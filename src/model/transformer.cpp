@@ -1,0 +1,79 @@
+#include "model/transformer.h"
+
+#include <cmath>
+
+#include "ops/ops.h"
+
+namespace msa {
+
+Transformer::Transformer(const ModelConfig& cfg, DType dtype, Device device, int64_t micro_batch, int64_t seq)
+    : ctx_(cfg, dtype, device, micro_batch, seq),
+      embed_("embed.weight", {cfg.vocab_size, cfg.d_model}, dtype, device, ParamKind::embedding),
+      final_norm_("final_norm.weight", micro_batch * seq, cfg.d_model, cfg.norm_eps, dtype, device) {
+  const int64_t n = ctx_.rows();
+  for (int64_t l = 0; l < cfg.n_layers; ++l) blocks_.push_back(std::make_unique<Block>(int(l), ctx_));
+  if (!cfg.tie_embeddings) head_ = Param("lm_head.weight", {cfg.vocab_size, cfg.d_model}, dtype, device, ParamKind::matrix);
+  x0_ = Tensor::zeros({n, cfg.d_model}, dtype, device);
+  logits_ = Tensor::zeros({n, cfg.vocab_size}, dtype, device);
+  losses_ = Tensor::zeros({n}, dtype, device);
+  d_res_ = Tensor::zeros({n, cfg.d_model}, dtype, device);
+
+  params_.push_back(&embed_);
+  for (auto& b : blocks_) b->collect(params_);
+  final_norm_.collect(params_);
+  if (!cfg.tie_embeddings) params_.push_back(&head_);
+}
+
+void Transformer::init_weights(Rng& rng) {
+  const double std_ = ctx_.cfg.init_std;
+  const double out_std = std_ / std::sqrt(2.0 * double(ctx_.cfg.n_layers));
+  for (Param* p : params_) {
+    if (p->kind == ParamKind::norm) {
+      p->value.from_vector(std::vector<double>(p->value.numel(), 1.0));
+      continue;
+    }
+    const bool residual_out = p->name.ends_with(".wo") || p->name.ends_with(".w2");
+    const double s = residual_out ? out_std : std_;
+    std::vector<double> v(p->value.numel());
+    for (double& x : v) x = s * rng.normal();
+    p->value.from_vector(v);
+  }
+}
+
+void Transformer::zero_grads() {
+  for (Param* p : params_) p->grad.zero_();
+}
+
+int64_t Transformer::num_parameters() const {
+  int64_t n = 0;
+  for (const Param* p : params_) n += p->value.numel();
+  return n;
+}
+
+double Transformer::forward(const Tensor& tokens, const Tensor& targets, double grad_scale) {
+  const int64_t n = ctx_.rows();
+  MSA_CHECK(tokens.numel() == n && targets.numel() == n,
+            "micro-batch of " << tokens.numel() << " tokens, model built for " << n);
+  tokens_ = tokens;
+  ops::embedding_forward(x0_, embed_.value, tokens);
+  const Tensor* x = &x0_;
+  for (auto& b : blocks_) x = &b->forward(*x);
+  const Tensor& h = final_norm_.forward(*x);
+  ops::gemm(logits_, h, false, head_weight().value, true);  // (N, V) = h W^T
+  ops::cross_entropy(losses_, logits_, targets.view({n}), grad_scale);
+  return ops::sum(losses_);
+}
+
+void Transformer::backward() {
+  // logits_ holds dlogits (N, V). h = final_norm(x_L):  dh = dlogits W;  dW += dlogits^T h
+  Tensor& dh = ctx_.d_norm;
+  ops::gemm(dh, logits_, false, head_weight().value, false);
+  ops::gemm(head_weight().grad, logits_, true, final_norm_.out(), false, 1.0, 1.0);
+  // The final norm's input is the last block's output (the embeddings when L = 0).
+  d_res_.zero_();
+  final_norm_.backward(d_res_, dh, blocks_.empty() ? x0_ : blocks_.back()->out());
+  for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) (*it)->backward(d_res_);
+  ops::embedding_backward(embed_.grad, d_res_, tokens_);
+}
+
+}  // namespace msa

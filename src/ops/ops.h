@@ -1,0 +1,58 @@
+// The ops model code is written against. Each checks shapes, then dispatches on device and dtype to a kernel:
+// kernels/cpu (templated, float and double) or, when built, kernels/cuda. Model code never branches on device.
+#pragma once
+#include "core/tensor.h"
+
+namespace msa::ops {
+
+// c (M, N) = alpha * op(a) * op(b) + beta * c; a is (M, K) or (K, M) when trans_a; b is (K, N) or (N, K).
+void gemm(Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, double alpha = 1.0,
+          double beta = 0.0);
+
+// y (N, C) = rmsnorm(x) * w; rstd (N) saved.   Backward accumulates: dx += ..., dw += ...
+void rmsnorm_forward(Tensor& y, Tensor& rstd, const Tensor& x, const Tensor& w, double eps);
+void rmsnorm_backward(Tensor& dx, Tensor& dw, const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd);
+
+// x (B, T, H, d) rotated in place by the tables cos, sin (T, r/2); inverse = the backward.
+void rope(Tensor& x, const Tensor& cos, const Tensor& sin, int64_t rot_dims, bool inverse);
+
+// Dense attention with positional (causal) masking: key j visible to query i iff kpos[j] <= qpos[i].
+// q, o (B, Tq, Hq, d); k, v (B, Tk, Hkv, d); lse (B, Hq, Tq); qpos (Tq), kpos (Tk) int32.
+void attention_forward(Tensor& o, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& qpos,
+                       const Tensor& kpos, double scale);
+// dq written; dk, dv accumulated.
+void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& o, const Tensor& lse,
+                        const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& qpos, const Tensor& kpos,
+                        double scale);
+
+// h (N, F) = silu(gu[:, :F]) * gu[:, F:]; backward writes dgu (N, 2F).
+void swiglu_forward(Tensor& h, const Tensor& gu);
+void swiglu_backward(Tensor& dgu, const Tensor& dh, const Tensor& gu);
+
+// out (N, C) = table[ids]; backward: dtable[ids] += dout.
+void embedding_forward(Tensor& out, const Tensor& table, const Tensor& ids);
+void embedding_backward(Tensor& dtable, const Tensor& dout, const Tensor& ids);
+
+// losses (N) from logits (N, V) and targets (N, int32, < 0 = ignored); when grad_scale != 0 the logits are
+// replaced by the gradient of grad_scale * sum(losses).
+void cross_entropy(Tensor& losses, Tensor& logits, const Tensor& targets, double grad_scale);
+
+// dst[:, dst_col : dst_col + width] = src[:, src_col : src_col + width] for 2-D views (N, *) of the same N.
+void copy_columns(Tensor& dst, int64_t dst_col, const Tensor& src, int64_t src_col, int64_t width);
+
+// Elementwise helpers.
+void add_inplace(Tensor& y, const Tensor& x, double alpha = 1.0);  // y += alpha * x
+void scale_inplace(Tensor& y, double alpha);                      // y *= alpha
+double sum_squares(const Tensor& x);                               // in double
+double sum(const Tensor& x);
+bool all_finite(const Tensor& x);
+
+// AdamW on master weights p with moments m, v and gradient g (all the same shape and dtype).
+struct AdamWHyper {
+  double lr, beta1, beta2, eps, weight_decay;
+  int64_t step;       // 1-based
+  double grad_scale;  // clip factor applied to g
+};
+void adamw_update(Tensor& p, Tensor& m, Tensor& v, const Tensor& g, const AdamWHyper& h);
+
+}  // namespace msa::ops

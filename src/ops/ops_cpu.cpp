@@ -1,0 +1,241 @@
+// CPU dispatch of the ops in ops.h to the Eigen reference kernels (kernels/cpu), for float and double.
+#include <cmath>
+#include <cstring>
+
+#include "kernels/cpu/adamw.h"
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/cross_entropy.h"
+#include "kernels/cpu/embedding.h"
+#include "kernels/cpu/gemm.h"
+#include "kernels/cpu/rmsnorm.h"
+#include "kernels/cpu/rope.h"
+#include "kernels/cpu/swiglu.h"
+#include "ops/ops.h"
+
+namespace msa::ops {
+namespace {
+
+// Runs body with T bound to the tensor's floating type.
+template <class F>
+void dispatch_float(const Tensor& t, F&& body) {
+  MSA_CHECK(t.device() == Device::cpu, "this op has no kernel for device tensors yet");
+  switch (t.dtype()) {
+    case DType::f32: body(float{}); break;
+    case DType::f64: body(double{}); break;
+    default: MSA_CHECK(false, "op needs f32 or f64, got " << dtype_name(t.dtype()));
+  }
+}
+
+void same_dtype(const Tensor& a, const Tensor& b, const char* what) {
+  MSA_CHECK(a.dtype() == b.dtype() && a.device() == b.device(), what << ": dtype/device mismatch");
+}
+
+int64_t rows(const Tensor& t) { return t.numel() / t.dim(-1); }
+
+}  // namespace
+
+void gemm(Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, double alpha, double beta) {
+  MSA_CHECK(a.ndim() == 2 && b.ndim() == 2 && c.ndim() == 2, "gemm takes 2-D tensors");
+  int64_t m = trans_a ? a.dim(1) : a.dim(0), k = trans_a ? a.dim(0) : a.dim(1);
+  int64_t kb = trans_b ? b.dim(1) : b.dim(0), n = trans_b ? b.dim(0) : b.dim(1);
+  MSA_CHECK(k == kb && c.dim(0) == m && c.dim(1) == n, "gemm shapes: c " << shape_str(c.shape()) << ", a "
+                                                                           << shape_str(a.shape()) << (trans_a ? "^T" : "")
+                                                                           << ", b " << shape_str(b.shape())
+                                                                           << (trans_b ? "^T" : ""));
+  same_dtype(c, a, "gemm");
+  same_dtype(c, b, "gemm");
+  dispatch_float(c, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::gemm<T>(c.data<T>(), a.data<T>(), trans_a, b.data<T>(), trans_b, m, n, k, T(alpha), T(beta));
+  });
+}
+
+void rmsnorm_forward(Tensor& y, Tensor& rstd, const Tensor& x, const Tensor& w, double eps) {
+  const int64_t c = x.dim(-1);
+  MSA_CHECK(y.numel() == x.numel() && w.numel() == c && rstd.numel() == rows(x), "rmsnorm_forward shapes");
+  dispatch_float(x, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::rmsnorm_forward<T>(y.data<T>(), rstd.data<T>(), x.data<T>(), w.data<T>(), rows(x), c, eps);
+  });
+}
+
+void rmsnorm_backward(Tensor& dx, Tensor& dw, const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd) {
+  const int64_t c = x.dim(-1);
+  MSA_CHECK(dx.numel() == x.numel() && dy.numel() == x.numel() && dw.numel() == c && rstd.numel() == rows(x),
+            "rmsnorm_backward shapes");
+  dispatch_float(x, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::rmsnorm_backward<T>(dx.data<T>(), dw.data<T>(), dy.data<T>(), x.data<T>(), w.data<T>(), rstd.data<T>(),
+                             rows(x), c);
+  });
+}
+
+void rope(Tensor& x, const Tensor& cos, const Tensor& sin, int64_t rot_dims, bool inverse) {
+  MSA_CHECK(x.ndim() == 4, "rope takes (B, T, H, d), got " << shape_str(x.shape()));
+  MSA_CHECK(rot_dims % 2 == 0 && rot_dims <= x.dim(3), "rope: rot_dims " << rot_dims << " for head dim " << x.dim(3));
+  MSA_CHECK(cos.numel() == x.dim(1) * (rot_dims / 2) && sin.numel() == cos.numel(), "rope table shape");
+  if (rot_dims == 0) return;
+  dispatch_float(x, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::rope_apply<T>(x.data<T>(), cos.data<T>(), sin.data<T>(), x.dim(0), x.dim(1), x.dim(2), x.dim(3), rot_dims,
+                       inverse);
+  });
+}
+
+namespace {
+cpu::AttentionShape attention_shape(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& qpos,
+                                    const Tensor& kpos, double scale) {
+  MSA_CHECK(q.ndim() == 4 && k.ndim() == 4 && v.shape() == k.shape(), "attention takes (B, T, H, d) tensors");
+  cpu::AttentionShape s{q.dim(0), q.dim(1), k.dim(1), q.dim(2), k.dim(2), q.dim(3), scale};
+  MSA_CHECK(k.dim(0) == s.batch && k.dim(3) == s.d && s.hq % s.hkv == 0,
+            "attention shapes q " << shape_str(q.shape()) << " k " << shape_str(k.shape()));
+  MSA_CHECK(qpos.numel() == s.tq && kpos.numel() == s.tk && qpos.dtype() == DType::i32, "attention positions");
+  return s;
+}
+}  // namespace
+
+void attention_forward(Tensor& o, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& qpos,
+                       const Tensor& kpos, double scale) {
+  auto s = attention_shape(q, k, v, qpos, kpos, scale);
+  MSA_CHECK(o.shape() == q.shape() && lse.numel() == s.batch * s.hq * s.tq, "attention_forward output shapes");
+  dispatch_float(q, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::attention_forward<T>(o.data<T>(), lse.data<T>(), q.data<T>(), k.data<T>(), v.data<T>(),
+                              qpos.data<int32_t>(), kpos.data<int32_t>(), s);
+  });
+}
+
+void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& o, const Tensor& lse,
+                        const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& qpos, const Tensor& kpos,
+                        double scale) {
+  auto s = attention_shape(q, k, v, qpos, kpos, scale);
+  MSA_CHECK(dq.shape() == q.shape() && dk.shape() == k.shape() && dv.shape() == v.shape() && dout.shape() == q.shape(),
+            "attention_backward shapes");
+  dispatch_float(q, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::attention_backward<T>(dq.data<T>(), dk.data<T>(), dv.data<T>(), dout.data<T>(), o.data<T>(), lse.data<T>(),
+                               q.data<T>(), k.data<T>(), v.data<T>(), qpos.data<int32_t>(), kpos.data<int32_t>(), s);
+  });
+}
+
+void swiglu_forward(Tensor& h, const Tensor& gu) {
+  const int64_t f = h.dim(-1);
+  MSA_CHECK(gu.dim(-1) == 2 * f && rows(gu) == rows(h), "swiglu_forward shapes");
+  dispatch_float(h, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::swiglu_forward<T>(h.data<T>(), gu.data<T>(), rows(h), f);
+  });
+}
+
+void swiglu_backward(Tensor& dgu, const Tensor& dh, const Tensor& gu) {
+  const int64_t f = dh.dim(-1);
+  MSA_CHECK(gu.dim(-1) == 2 * f && dgu.shape() == gu.shape() && rows(gu) == rows(dh), "swiglu_backward shapes");
+  dispatch_float(dh, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::swiglu_backward<T>(dgu.data<T>(), dh.data<T>(), gu.data<T>(), rows(dh), f);
+  });
+}
+
+void embedding_forward(Tensor& out, const Tensor& table, const Tensor& ids) {
+  const int64_t c = table.dim(1);
+  MSA_CHECK(out.numel() == ids.numel() * c, "embedding_forward shapes");
+  const int32_t* id = ids.data<int32_t>();
+  for (int64_t i = 0; i < ids.numel(); ++i)
+    MSA_CHECK(id[i] >= 0 && id[i] < table.dim(0), "token id " << id[i] << " outside the vocabulary of " << table.dim(0));
+  dispatch_float(table, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::embedding_forward<T>(out.data<T>(), table.data<T>(), id, ids.numel(), c);
+  });
+}
+
+void embedding_backward(Tensor& dtable, const Tensor& dout, const Tensor& ids) {
+  const int64_t c = dtable.dim(1);
+  MSA_CHECK(dout.numel() == ids.numel() * c, "embedding_backward shapes");
+  dispatch_float(dtable, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::embedding_backward<T>(dtable.data<T>(), dout.data<T>(), ids.data<int32_t>(), ids.numel(), c);
+  });
+}
+
+void cross_entropy(Tensor& losses, Tensor& logits, const Tensor& targets, double grad_scale) {
+  const int64_t n = rows(logits), v = logits.dim(-1);
+  MSA_CHECK(losses.numel() == n && targets.numel() == n, "cross_entropy shapes");
+  const int32_t* t = targets.data<int32_t>();
+  for (int64_t i = 0; i < n; ++i) MSA_CHECK(t[i] < v, "target id " << t[i] << " outside the vocabulary of " << v);
+  dispatch_float(logits, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::cross_entropy<T>(losses.data<T>(), logits.data<T>(), t, n, v, T(grad_scale));
+  });
+}
+
+void copy_columns(Tensor& dst, int64_t dst_col, const Tensor& src, int64_t src_col, int64_t width) {
+  const int64_t n = rows(dst), dw = dst.dim(-1), sw = src.dim(-1);
+  MSA_CHECK(rows(src) == n && dst_col + width <= dw && src_col + width <= sw, "copy_columns shapes");
+  same_dtype(dst, src, "copy_columns");
+  MSA_CHECK(dst.device() == Device::cpu, "copy_columns on device tensors needs the CUDA backend");
+  const size_t es = dtype_size(dst.dtype());
+  char* d = static_cast<char*>(dst.raw());
+  const char* s = static_cast<const char*>(src.raw());
+  for (int64_t i = 0; i < n; ++i) std::memcpy(d + (i * dw + dst_col) * es, s + (i * sw + src_col) * es, width * es);
+}
+
+void add_inplace(Tensor& y, const Tensor& x, double alpha) {
+  MSA_CHECK(y.numel() == x.numel(), "add_inplace sizes " << shape_str(y.shape()) << " " << shape_str(x.shape()));
+  same_dtype(y, x, "add_inplace");
+  dispatch_float(y, [&](auto tag) {
+    using T = decltype(tag);
+    T* yp = y.data<T>();
+    const T* xp = x.data<T>();
+    const T a = T(alpha);
+    for (int64_t i = 0; i < y.numel(); ++i) yp[i] += a * xp[i];
+  });
+}
+
+void scale_inplace(Tensor& y, double alpha) {
+  dispatch_float(y, [&](auto tag) {
+    using T = decltype(tag);
+    T* yp = y.data<T>();
+    for (int64_t i = 0; i < y.numel(); ++i) yp[i] *= T(alpha);
+  });
+}
+
+double sum_squares(const Tensor& x) {
+  double s = 0;
+  dispatch_float(x, [&](auto tag) {
+    using T = decltype(tag);
+    const T* p = x.data<T>();
+    for (int64_t i = 0; i < x.numel(); ++i) s += double(p[i]) * double(p[i]);
+  });
+  return s;
+}
+
+double sum(const Tensor& x) {
+  double s = 0;
+  dispatch_float(x, [&](auto tag) {
+    using T = decltype(tag);
+    const T* p = x.data<T>();
+    for (int64_t i = 0; i < x.numel(); ++i) s += double(p[i]);
+  });
+  return s;
+}
+
+bool all_finite(const Tensor& x) {
+  bool ok = true;
+  dispatch_float(x, [&](auto tag) {
+    using T = decltype(tag);
+    const T* p = x.data<T>();
+    for (int64_t i = 0; i < x.numel() && ok; ++i) ok = std::isfinite(p[i]);
+  });
+  return ok;
+}
+
+void adamw_update(Tensor& p, Tensor& m, Tensor& v, const Tensor& g, const AdamWHyper& h) {
+  MSA_CHECK(p.numel() == m.numel() && p.numel() == v.numel() && p.numel() == g.numel(), "adamw shapes");
+  dispatch_float(p, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::adamw_update<T>(p.data<T>(), m.data<T>(), v.data<T>(), g.data<T>(), p.numel(),
+                         cpu::AdamWStep{h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, h.step, h.grad_scale});
+  });
+}
+
+}  // namespace msa::ops

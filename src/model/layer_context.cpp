@@ -3,11 +3,13 @@
 #include <cmath>
 #include <numeric>
 
+#include "config/load.h"
+
 namespace msa {
 
 LayerContext::LayerContext(const ModelConfig& c, DType dt, Device dev, int64_t b, int64_t t)
     : cfg(c), dtype(dt), device(dev), batch(b), seq(t) {
-  rot_dims = 2 * static_cast<int64_t>(std::llround(c.rotary_fraction * double(c.head_dim) / 2.0));
+  rot_dims = rotary_dims(c);
   const int64_t n = rows(), qkv = (c.n_heads + 2 * c.n_kv_heads) * c.head_dim;
   d_norm = Tensor::zeros({n, c.d_model}, dt, dev);
   d_attn = Tensor::zeros({n, c.n_heads * c.head_dim}, dt, dev);

@@ -1,0 +1,40 @@
+// Communication between ranks. One interface, implemented over MPI for host tensors (and, with the CUDA
+// backend, over NCCL for device tensors). Collectives are called by every rank of the communicator in the
+// same order. abort() ends every rank of the job: a fatal error on one rank must never leave others hanging.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "core/tensor.h"
+
+namespace msa {
+
+class Comm {
+ public:
+  virtual ~Comm() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual void allreduce_sum(Tensor& t) = 0;                 // in place, f32/f64
+  virtual void allreduce_sum(double* values, int64_t n) = 0;  // in place
+  virtual double allreduce_max(double value) = 0;
+  virtual int64_t allreduce_min(int64_t value) = 0;
+  virtual void broadcast(void* data, int64_t bytes, int root) = 0;
+  virtual void barrier() = 0;
+  // A communicator over the ranks with the same color, ordered by key (e.g. the data-parallel group).
+  virtual std::unique_ptr<Comm> split(int color, int key) = 0;
+  [[noreturn]] virtual void abort(int code) = 0;
+};
+
+// The world communicator over MPI_COMM_WORLD. MPI must be initialised (see MpiSession).
+std::unique_ptr<Comm> make_mpi_world();
+
+// Initialises MPI for the process's lifetime and finalises it at exit (unless the job was aborted).
+class MpiSession {
+ public:
+  MpiSession(int* argc, char*** argv);
+  ~MpiSession();
+  MpiSession(const MpiSession&) = delete;
+  MpiSession& operator=(const MpiSession&) = delete;
+};
+
+}  // namespace msa

@@ -1,0 +1,88 @@
+// Comm over MPI. Errors are fatal: MPI's default handler aborts the job, which is what we want.
+#include <mpi.h>
+
+#include <vector>
+
+#include "comm/comm.h"
+
+namespace msa {
+namespace {
+
+MPI_Datatype mpi_type(DType t) {
+  switch (t) {
+    case DType::f32: return MPI_FLOAT;
+    case DType::f64: return MPI_DOUBLE;
+    case DType::i32: return MPI_INT32_T;
+    default: MSA_CHECK(false, "no MPI type for " << dtype_name(t));
+  }
+  return MPI_DATATYPE_NULL;
+}
+
+class MpiComm final : public Comm {
+ public:
+  MpiComm(MPI_Comm c, bool owned) : comm_(c), owned_(owned) {
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
+  }
+  ~MpiComm() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (owned_ && !finalized) MPI_Comm_free(&comm_);
+  }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+
+  void allreduce_sum(Tensor& t) override {
+    MSA_CHECK(t.device() == Device::cpu, "MPI allreduce takes host tensors");
+    if (size_ == 1) return;
+    MPI_Allreduce(MPI_IN_PLACE, t.raw(), static_cast<int>(t.numel()), mpi_type(t.dtype()), MPI_SUM, comm_);
+  }
+  void allreduce_sum(double* values, int64_t n) override {
+    if (size_ == 1) return;
+    MPI_Allreduce(MPI_IN_PLACE, values, static_cast<int>(n), MPI_DOUBLE, MPI_SUM, comm_);
+  }
+  double allreduce_max(double value) override {
+    MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_DOUBLE, MPI_MAX, comm_);
+    return value;
+  }
+  int64_t allreduce_min(int64_t value) override {
+    MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT64_T, MPI_MIN, comm_);
+    return value;
+  }
+  void broadcast(void* data, int64_t bytes, int root) override {
+    MPI_Bcast(data, static_cast<int>(bytes), MPI_BYTE, root, comm_);
+  }
+  void barrier() override { MPI_Barrier(comm_); }
+  std::unique_ptr<Comm> split(int color, int key) override {
+    MPI_Comm sub;
+    MPI_Comm_split(comm_, color, key, &sub);
+    return std::make_unique<MpiComm>(sub, true);
+  }
+  [[noreturn]] void abort(int code) override {
+    MPI_Abort(MPI_COMM_WORLD, code);
+    std::abort();  // MPI_Abort does not return; keep the compiler and the contract honest
+  }
+
+ private:
+  MPI_Comm comm_;
+  bool owned_;
+  int rank_ = 0, size_ = 1;
+};
+
+}  // namespace
+
+std::unique_ptr<Comm> make_mpi_world() { return std::make_unique<MpiComm>(MPI_COMM_WORLD, false); }
+
+MpiSession::MpiSession(int* argc, char*** argv) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized) MPI_Init(argc, argv);
+}
+
+MpiSession::~MpiSession() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+}  // namespace msa

@@ -1,0 +1,33 @@
+// AdamW over a model's parameters: fp32 (or fp64 in tests) moments beside the master weights, decoupled weight
+// decay on matrices only (norm scales and embeddings too when train.decay_norms_and_embeddings), and the
+// global-norm clip applied as a gradient scale.
+#pragma once
+#include <vector>
+
+#include "config/config.h"
+#include "model/param.h"
+
+namespace msa {
+
+class AdamW {
+ public:
+  AdamW(const ParamList& params, const TrainConfig& cfg);
+  // One update with learning rate lr; every gradient is multiplied by grad_scale first.
+  void step(double lr, double grad_scale);
+  int64_t steps_taken() const { return t_; }
+  // Moments by parameter, in the order of the ParamList (checkpoints store them).
+  std::vector<Tensor>& first_moments() { return m_; }
+  std::vector<Tensor>& second_moments() { return v_; }
+  void set_steps_taken(int64_t t) { t_ = t; }
+
+ private:
+  ParamList params_;
+  TrainConfig cfg_;
+  std::vector<Tensor> m_, v_;
+  int64_t t_ = 0;
+};
+
+// sqrt of the sum of squares of every gradient (in double).
+double global_grad_norm(const ParamList& params);
+
+}  // namespace msa

@@ -1,0 +1,178 @@
+#include "train/trainer.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include "config/load.h"
+#include "ops/ops.h"
+#include "optim/lr_schedule.h"
+
+namespace msa {
+namespace {
+
+std::set<int64_t> parse_fault_steps() {
+  std::set<int64_t> steps;
+  if (const char* env = std::getenv("MSATRAIN_INJECT_NAN_STEPS")) {
+    std::stringstream ss(env);
+    std::string item;
+    while (std::getline(ss, item, ','))
+      if (!item.empty()) steps.insert(std::stoll(item));
+  }
+  return steps;
+}
+
+}  // namespace
+
+Trainer::Trainer(const RunConfig& cfg, Comm& world) : cfg_(cfg), world_(world), dp_(world) {
+  validate_layout(cfg_, world_.size());
+  const auto& m = cfg_.model;
+  const auto& t = cfg_.train;
+  const int64_t seqs_per_step = t.batch_tokens / m.seq_len;
+  seqs_per_rank_ = seqs_per_step / cfg_.parallel.dp;
+  MSA_USER_CHECK(seqs_per_rank_ % t.micro_batch == 0,
+                 "train.batch_tokens / model.seq_len = " << seqs_per_step << " sequences per step give "
+                                                         << seqs_per_rank_ << " per data-parallel rank (parallel.dp = "
+                                                         << cfg_.parallel.dp << "), not a multiple of train.micro_batch ("
+                                                         << t.micro_batch << ")");
+  micro_steps_ = seqs_per_rank_ / t.micro_batch;
+  global_tokens_ = seqs_per_step * m.seq_len;
+
+  train_data_ = std::make_unique<TokenDataset>(cfg_.data.dir, "train");
+  val_data_ = std::make_unique<TokenDataset>(cfg_.data.dir, "val");
+  MSA_USER_CHECK(train_data_->vocab_size() <= m.vocab_size,
+                 cfg_.data.dir << " was tokenized with a vocabulary of " << train_data_->vocab_size()
+                               << " ids, larger than model.vocab_size = " << m.vocab_size);
+  sampler_ = std::make_unique<WindowSampler>(*train_data_, m.seq_len, static_cast<uint64_t>(cfg_.run.seed));
+  val_windows_ = std::make_unique<ValidationWindows>(*val_data_, m.seq_len, cfg_.eval.sequences);
+
+  model_ = std::make_unique<Transformer>(m, DType::f32, Device::cpu, t.micro_batch, m.seq_len);
+  Rng init_rng(static_cast<uint64_t>(cfg_.run.seed));
+  model_->init_weights(init_rng);
+  optim_ = std::make_unique<AdamW>(model_->params(), t);
+  tokens_ = Tensor::zeros({t.micro_batch, m.seq_len}, DType::i32);
+  targets_ = Tensor::zeros({t.micro_batch, m.seq_len}, DType::i32);
+  fault_nan_steps_ = parse_fault_steps();
+
+  if (is_root()) {
+    std::filesystem::create_directories(cfg_.run.dir);
+    std::ofstream(cfg_.run.dir + "/config.yaml") << to_yaml(cfg_);
+    metrics_.open(cfg_.run.dir + "/metrics.jsonl", true);
+  }
+}
+
+StepStats Trainer::train_step(int64_t step) {
+  StepStats s;
+  s.lr = lr_at(step, cfg_.train);
+  model_->zero_grads();
+  // Every token of the global batch weighs 1/global_tokens, whatever rank or micro-batch holds it.
+  const double grad_scale = 1.0 / double(global_tokens_);
+  const int64_t first = step * seqs_per_rank_ * cfg_.parallel.dp + dp_.rank() * seqs_per_rank_;
+  double loss_sum = 0;
+  for (int64_t mb = 0; mb < micro_steps_; ++mb) {
+    sampler_->load(first + mb * cfg_.train.micro_batch, tokens_, targets_);
+    loss_sum += model_->forward(tokens_, targets_, grad_scale);
+    model_->backward();
+  }
+  if (fault_nan_steps_.count(step) && dp_.rank() == 0) {
+    loss_sum = std::numeric_limits<double>::quiet_NaN();
+    model_->params()[0]->grad.data<float>()[0] = std::numeric_limits<float>::quiet_NaN();
+  }
+  // Data parallel: sum the already-scaled gradients and losses over the group.
+  for (Param* p : model_->params()) dp_.allreduce_sum(p->grad);
+  dp_.allreduce_sum(&loss_sum, 1);
+  s.loss = loss_sum / double(global_tokens_);
+  s.grad_norm = global_grad_norm(model_->params());
+  if (!std::isfinite(s.loss) || !std::isfinite(s.grad_norm)) {
+    s.skipped = true;
+    ++skipped_total_;
+    ++skipped_in_a_row_;
+    MSA_USER_CHECK(skipped_in_a_row_ <= cfg_.train.max_bad_steps,
+                   "stopping at step " << step + 1 << ": " << skipped_in_a_row_
+                                       << " steps in a row had a non-finite loss or gradient (train.max_bad_steps = "
+                                       << cfg_.train.max_bad_steps << "); lower train.lr or check the data");
+    return s;
+  }
+  skipped_in_a_row_ = 0;
+  const double clip = cfg_.train.grad_clip;
+  const double scale = (clip > 0 && s.grad_norm > clip) ? clip / (s.grad_norm + 1e-6) : 1.0;
+  optim_->step(s.lr, scale);
+  return s;
+}
+
+double Trainer::evaluate() {
+  const int64_t count = val_windows_->count(), b = cfg_.train.micro_batch, ranks = dp_.size();
+  const int64_t per_rank = (count + ranks - 1) / ranks;
+  const int64_t begin = std::min(count, dp_.rank() * per_rank), end = std::min(count, begin + per_rank);
+  double sums[2] = {0, 0};  // loss sum, token count
+  for (int64_t w = begin; w < end; w += b) {
+    val_windows_->load(w, tokens_, targets_);
+    // Rows beyond this rank's range belong to the next rank: ignore their targets.
+    for (int64_t r = 0; r < b; ++r)
+      if (w + r >= end) std::fill_n(targets_.data<int32_t>() + r * cfg_.model.seq_len, cfg_.model.seq_len, -1);
+    sums[0] += model_->forward(tokens_, targets_, 0.0);
+    for (int64_t i = 0; i < targets_.numel(); ++i) sums[1] += targets_.data<int32_t>()[i] >= 0;
+  }
+  dp_.allreduce_sum(sums, 2);
+  return sums[0] / std::max(sums[1], 1.0);
+}
+
+void Trainer::log_step(int64_t step, const StepStats& s, double tokens_per_s) {
+  if (!is_root()) return;
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const int64_t done = step + 1, total = cfg_.train.steps;
+  const double eta = elapsed / double(done) * double(total - done);
+  JsonLine j;
+  j.add("step", done).add("loss", s.loss).add("lm_loss", s.loss).add("lr", s.lr).add("grad_norm", s.grad_norm);
+  j.add("tokens_per_s", tokens_per_s).add("phase", std::string("dense")).add("skipped_steps", skipped_total_);
+  j.add("elapsed_s", elapsed);
+  metrics_.write(j);
+  std::printf("step %*lld/%lld | loss %.4f | lr %.2e | grad %.3f | %.1fk tok/s | elapsed %s | eta %s%s\n",
+              int(std::to_string(total).size()), (long long)done, (long long)total, s.loss, s.lr, s.grad_norm,
+              tokens_per_s / 1000.0, format_duration(elapsed).c_str(), format_duration(eta).c_str(),
+              s.skipped ? " | SKIPPED (non-finite)" : "");
+  std::fflush(stdout);
+}
+
+double Trainer::run() {
+  if (is_root()) {
+    std::printf("msatrain: %lld parameters, %d rank(s), %lld tokens per step (%lld micro-batches of %lld x %lld per "
+                "rank), run dir %s\n",
+                (long long)model_->num_parameters(), world_.size(), (long long)global_tokens_, (long long)micro_steps_,
+                (long long)cfg_.train.micro_batch, (long long)cfg_.model.seq_len, cfg_.run.dir.c_str());
+    std::fflush(stdout);
+  }
+  start_ = std::chrono::steady_clock::now();
+  auto last_log = start_;
+  int64_t tokens_since_log = 0;
+  double val_loss = std::numeric_limits<double>::quiet_NaN();
+  for (int64_t step = 0; step < cfg_.train.steps; ++step) {
+    StepStats s = train_step(step);
+    tokens_since_log += global_tokens_;
+    const bool last = step + 1 == cfg_.train.steps;
+    if ((step + 1) % cfg_.train.log_every == 0 || last || s.skipped) {
+      auto now = std::chrono::steady_clock::now();
+      const double dt = std::chrono::duration<double>(now - last_log).count();
+      log_step(step, s, dt > 0 ? double(tokens_since_log) / dt : 0.0);
+      last_log = now;
+      tokens_since_log = 0;
+    }
+    if ((cfg_.eval.every > 0 && (step + 1) % cfg_.eval.every == 0) || last) {
+      auto t0 = std::chrono::steady_clock::now();
+      val_loss = evaluate();
+      if (is_root()) {
+        metrics_.write(JsonLine().add("step", step + 1).add("val_loss", val_loss));
+        std::printf("step %lld | val_loss %.4f\n", (long long)(step + 1), val_loss);
+        std::fflush(stdout);
+      }
+      last_log += std::chrono::steady_clock::now() - t0;  // keep eval time out of tokens/s
+    }
+  }
+  return val_loss;
+}
+
+}  // namespace msa

@@ -57,6 +57,10 @@ Trainer::Trainer(const RunConfig& cfg, Comm& world) : cfg_(cfg), world_(world), 
   tokens_ = Tensor::zeros({t.micro_batch, m.seq_len}, DType::i32);
   targets_ = Tensor::zeros({t.micro_batch, m.seq_len}, DType::i32);
   fault_nan_steps_ = parse_fault_steps();
+  if (const char* env = std::getenv("MSATRAIN_INJECT_FAILURE")) {  // "RANK:STEP", 0-based step
+    MSA_USER_CHECK(std::sscanf(env, "%d:%lld", &fault_fail_rank_, &fault_fail_step_) == 2,
+                   "MSATRAIN_INJECT_FAILURE must be RANK:STEP, got '" << env << "'");
+  }
 
   if (is_root()) {
     std::filesystem::create_directories(cfg_.run.dir);
@@ -78,6 +82,9 @@ StepStats Trainer::train_step(int64_t step) {
     loss_sum += model_->forward(tokens_, targets_, grad_scale);
     model_->backward();
   }
+  if (fault_fail_rank_ == world_.rank() && fault_fail_step_ == step)
+    MSA_CHECK(false, "injected failure on rank " << fault_fail_rank_ << " at step " << step + 1
+                                                 << " (MSATRAIN_INJECT_FAILURE)");
   if (fault_nan_steps_.count(step) && dp_.rank() == 0) {
     loss_sum = std::numeric_limits<double>::quiet_NaN();
     model_->params()[0]->grad.data<float>()[0] = std::numeric_limits<float>::quiet_NaN();

@@ -47,7 +47,11 @@ class Trainer {
   Tensor tokens_, targets_;
   MetricsWriter metrics_;
   int64_t skipped_total_ = 0, skipped_in_a_row_ = 0;
-  std::set<int64_t> fault_nan_steps_;  // MSATRAIN_INJECT_NAN_STEPS, for the fault tests
+  // Fault injection for the tests (environment, never config): MSATRAIN_INJECT_NAN_STEPS="3,4" makes those
+  // 0-based steps' loss and one gradient NaN; MSATRAIN_INJECT_FAILURE="RANK:STEP" throws on one rank.
+  std::set<int64_t> fault_nan_steps_;
+  int fault_fail_rank_ = -1;
+  long long fault_fail_step_ = -1;
   std::chrono::steady_clock::time_point start_;
 
   void log_step(int64_t step, const StepStats& s, double tokens_per_s);

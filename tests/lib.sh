@@ -1,0 +1,50 @@
+# Shared helpers for the end-to-end and MPI test scripts (sourced). CTest sets MSATRAIN_BIN,
+# MSATRAIN_SOURCE_DIR and MSATRAIN_TEST_TMP.
+set -euo pipefail
+BIN="${MSATRAIN_BIN:?run through ctest}"
+SRC="${MSATRAIN_SOURCE_DIR:?run through ctest}"
+TMP="${MSATRAIN_TEST_TMP:?run through ctest}"
+rm -rf "$TMP"
+mkdir -p "$TMP"
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# A small byte-level corpus prepared from the cached speeches (data/fetch_npm_assets.sh puts them there).
+small_corpus() {
+  local out="$TMP/shards"
+  [[ -f "$out/meta.yaml" ]] && { echo "$out"; return; }
+  local speeches="$SRC/data/cache/sotu/package/data"
+  [[ -d "$speeches" ]] || fail "missing $speeches: run data/fetch_npm_assets.sh"
+  mkdir -p "$TMP/docs"
+  cp "$speeches"/19[0-4]*.txt "$TMP/docs/"
+  "$BIN" data prepare --input "$TMP/docs" --out "$out" --tokenizer bytes --val-fraction 0.1 >/dev/null
+  echo "$out"
+}
+
+# Settings for a model that trains in a second.
+TINY_SETS=(--set model.d_model=64 --set model.n_layers=2 --set model.n_heads=4 --set model.n_kv_heads=2
+           --set model.head_dim=16 --set model.ffn_hidden=96 --set model.seq_len=64 --set train.batch_tokens=1024
+           --set train.micro_batch=4 --set train.warmup_steps=2 --set train.log_every=1 --set eval.sequences=8)
+
+MPIRUN="$SRC/launch/mpirun.sh"  # $MPIRUN NP command...
+
+# expect_fail WHAT PATTERN command...: the command must exit non-zero within 120 s and print PATTERN.
+expect_fail() {
+  local what="$1" pattern="$2"
+  shift 2
+  local out rc=0
+  out=$(timeout 120 "$@" 2>&1) || rc=$?
+  [[ $rc -ne 0 ]] || fail "$what: exited 0; output: $out"
+  [[ $rc -ne 124 ]] || fail "$what: hung (killed after 120 s); output: $out"
+  grep -qF -- "$pattern" <<<"$out" || fail "$what: message does not contain '$pattern'; output: $out"
+  echo "ok: $what -> $(grep -F -- "$pattern" <<<"$out" | head -n 1)"
+}
+
+# Column of metrics.jsonl (training lines only) as one value per line.
+metric() {  # metric FILE KEY
+  python3 -c "
+import json, sys
+for line in open('$1'):
+    d = json.loads(line)
+    if '$2' in d and 'val_loss' not in d: print(d['$2'])"
+}

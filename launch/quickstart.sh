@@ -8,7 +8,7 @@ start=$(date +%s)
 
 launch/install_deps.sh
 echo "== build"
-launch/build.sh
+launch/build.sh msatrain
 echo "== data"
 data/prepare_sotu.sh
 echo "== train (2 ranks)"

@@ -4,9 +4,11 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint/inspect.h"
 #include "cli/collective.h"
 #include "comm/comm.h"
 #include "config/load.h"
+#include "core/device_info.h"
 #include "core/error.h"
 #include "data/prepare.h"
 #include "train/trainer.h"
@@ -21,22 +23,28 @@ constexpr const char* kUsage =
     "usage: msatrain <command> [options]      (launch with mpirun for several ranks)\n"
     "\n"
     "commands:\n"
-    "  train  --config FILE [--set key.path=value ...]   train a model; writes run.dir\n"
+    "  train  --config FILE [--set key.path=value ...] [--resume auto|PATH]   train a model; writes run.dir\n"
+    "  ckpt   inspect PATH   show a checkpoint's step, layout, config and tensors with checksums\n"
     "  data   prepare --input PATH --out DIR --tokenizer bytes|gpt2 ...   tokenize a corpus into shards\n"
     "\n"
     "`msatrain <command> --help` describes each command.\n";
 
 constexpr const char* kTrainUsage =
-    "usage: msatrain train --config FILE [--set key.path=value ...]\n"
+    "usage: msatrain train --config FILE [--set key.path=value ...] [--resume auto|PATH]\n"
     "\n"
     "Trains the model described by FILE (YAML; see configs/). Each --set overrides one key, e.g.\n"
     "  --set train.steps=100 --set model.d_model=128\n"
-    "Writes run.dir/config.yaml (the resolved config) and run.dir/metrics.jsonl.\n"
+    "Writes run.dir/config.yaml (the resolved config), run.dir/metrics.jsonl and checkpoints in\n"
+    "run.dir/checkpoints (every checkpoint.every steps, at the end, and on SIGTERM/SIGINT before exiting).\n"
+    "--resume auto continues from the latest checkpoint of run.dir that loads (fresh when there is none);\n"
+    "--resume PATH from that checkpoint file. Resuming keeps the data order, LR schedule, optimizer state and\n"
+    "metrics.jsonl; the parallel layout may differ from the one that saved.\n"
     "Run on several ranks with: mpirun -np N msatrain train ... (parallel.dp x parallel.cp must equal N).\n";
 
 struct TrainArgs {
   std::string config;
   std::vector<ConfigOverride> overrides;
+  std::string resume;  // "", "auto" or a checkpoint file
 };
 
 TrainArgs parse_train_args(const std::vector<std::string>& args) {
@@ -51,6 +59,8 @@ TrainArgs parse_train_args(const std::vector<std::string>& args) {
     else if (s.rfind("--config=", 0) == 0) a.config = s.substr(9);
     else if (s == "--set") a.overrides.push_back(parse_override(value("--set")));
     else if (s.rfind("--set=", 0) == 0) a.overrides.push_back(parse_override(s.substr(6)));
+    else if (s == "--resume") a.resume = value("--resume");
+    else if (s.rfind("--resume=", 0) == 0) a.resume = s.substr(9);
     else MSA_USER_CHECK(false, "unknown argument '" << s << "' for msatrain train (see msatrain train --help)");
   }
   MSA_USER_CHECK(!a.config.empty(), "msatrain train needs --config FILE (see msatrain train --help)");
@@ -73,7 +83,7 @@ int cmd_train(const std::vector<std::string>& args, Comm& world) {
     run_collectively(world, [&] {
       TrainArgs a = parse_train_args(args);
       RunConfig cfg = load_config(a.config, a.overrides);
-      trainer = std::make_unique<Trainer>(cfg, world);
+      trainer = std::make_unique<Trainer>(cfg, world, a.resume);
     });
   } catch (const CollectiveFailure& f) {
     return f.exit_code;
@@ -83,7 +93,7 @@ int cmd_train(const std::vector<std::string>& args, Comm& world) {
   } catch (const std::exception& e) {
     return fail_fast(world, e);
   }
-  if (world.rank() == 0) std::printf("msatrain: done\n");
+  if (world.rank() == 0 && trainer->stop_signal() == 0) std::printf("msatrain: done\n");
   return 0;
 }
 
@@ -94,11 +104,12 @@ int main_impl(int argc, char** argv) {
     return args.empty() ? 2 : 0;
   }
   if (args[0] == "--version") {
-    std::printf("msatrain %s\n", MSATRAIN_VERSION);
+    std::printf("msatrain %s\nCUDA: %s\n", MSATRAIN_VERSION, cuda_device_summary().c_str());
     return 0;
   }
   const std::string cmd = args[0];
   args.erase(args.begin());
+  if (cmd == "ckpt") return run_ckpt_command(args);
   if (cmd == "data") {
     try {
       MSA_USER_CHECK(!args.empty() && (args[0] == "prepare" || wants_help(args)),

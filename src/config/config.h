@@ -23,10 +23,26 @@ struct ModelConfig {
   bool tie_embeddings = true;    // LM head shares the token embedding
   double norm_eps = 1e-5;
   double init_std = 0.02;
+  // A checkpoint to start from: tensors with the same name and shape are loaded, the others (e.g. MSA's Index
+  // Branch when the file is a dense GQA model) initialised fresh; optimizer and data start fresh. "" = none.
+  std::string init_from = "";
 };
 
+// MSA knobs, spec/msa.md §6. Used when type is msa, for the layers not listed in dense_layers.
 struct AttentionConfig {
-  std::string type = "gqa";  // gqa | msa
+  std::string type = "gqa";          // gqa | msa
+  int64_t block_size = 128;          // B: tokens per key block
+  int64_t topk_blocks = 16;          // k: blocks per query and GQA group, forced ones included
+  int64_t index_head_dim = 128;      // dI
+  std::string score_pool = "max";    // max | mean over a block's visible tokens
+  bool force_local = true;           // always select the query's own block
+  int64_t sink_blocks = 0;           // also always select the first n blocks
+  double kl_coef = 1.0;              // lambda; 0 disables the KL loss
+  bool detach_index_input = true;    // false lets the KL gradient flow into the backbone (ablation)
+  int64_t warmup_steps = 0;          // dense-attention indexer warmup steps; 0 skips it
+  std::string dense_layers = "0";    // layers that stay dense GQA: "0", "0-2", "0,5", or "none"
+  bool freeze_backbone_in_warmup = false;  // train only the Index Branch during warmup
+  int64_t recall_every = 10;         // steps between index_recall measurements (0 = never)
 };
 
 struct ParallelConfig {
@@ -62,6 +78,11 @@ struct EvalConfig {
   int64_t sequences = 64;   // validation sequences (of model.seq_len tokens) per pass
 };
 
+struct CheckpointConfig {
+  int64_t every = 100;  // steps between checkpoints in run.dir/checkpoints; 0 = only at the end
+  int64_t keep = 3;     // newest checkpoint files kept; 0 = keep all
+};
+
 struct RunSection {
   std::string dir = "runs/default";
   int64_t seed = 1234;
@@ -74,6 +95,7 @@ struct RunConfig {
   TrainConfig train;
   DataConfig data;
   EvalConfig eval;
+  CheckpointConfig checkpoint;
   RunSection run;
   std::string device = "cpu";  // cpu | cuda
 };

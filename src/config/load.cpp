@@ -6,6 +6,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -194,8 +195,21 @@ void check_cross_fields(const LoadState& s) {
     fail_keys(s, {"parallel.cp"}, "parallel.cp > 1 (context parallel) is not supported by this build yet");
   if (c.parallel.ep != 1)
     fail_keys(s, {"parallel.ep"}, "parallel.ep > 1 (expert parallel) is not supported by this build yet");
-  if (c.attention.type == "msa")
-    fail_keys(s, {"attention.type"}, "attention.type 'msa' is not supported by this build yet");
+  const AttentionConfig& a = c.attention;
+  if (a.sink_blocks + (a.force_local ? 1 : 0) > a.topk_blocks)
+    fail_keys(s, {"attention.sink_blocks", "attention.force_local", "attention.topk_blocks"},
+              "attention.sink_blocks (" + std::to_string(a.sink_blocks) + ") plus the forced local block exceed "
+              "attention.topk_blocks (" + std::to_string(a.topk_blocks) + ")");
+  const int64_t index_rot = std::llround(m.rotary_fraction * double(a.index_head_dim));
+  if (index_rot % 2 != 0)
+    fail_keys(s, {"model.rotary_fraction", "attention.index_head_dim"},
+              "model.rotary_fraction x attention.index_head_dim gives " + std::to_string(index_rot) +
+                  " rotary dims for the index heads; it must be even");
+  try {
+    parse_layer_set(a.dense_layers, m.n_layers);
+  } catch (const UserError& e) {
+    fail_keys(s, {"attention.dense_layers"}, e.what());
+  }
 }
 
 bool is_path_char(char ch) { return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '.'; }
@@ -289,6 +303,28 @@ std::string to_yaml(const RunConfig& c) {
     }
   }
   return out;
+}
+
+std::vector<bool> parse_layer_set(const std::string& text, int64_t n_layers) {
+  std::vector<bool> in(static_cast<size_t>(n_layers), false);
+  if (text == "none") return in;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    const size_t end = std::min(text.find(',', pos), text.size());
+    const std::string item = text.substr(pos, end - pos);
+    int64_t lo = -1, hi = -1;
+    char extra = 0;
+    const int got = std::sscanf(item.c_str(), "%ld-%ld%c", &lo, &hi, &extra);
+    if (got == 1) hi = lo;
+    MSA_USER_CHECK((got == 1 || got == 2) && item.find_first_not_of("0123456789-") == std::string::npos,
+                   "attention.dense_layers: '" << item << "' is not a layer index or range such as 0-2 (in '" << text
+                                               << "'; \"none\" for no dense layer)");
+    MSA_USER_CHECK(0 <= lo && lo <= hi && hi < n_layers,
+                   "attention.dense_layers: '" << item << "' is outside layers 0.." << n_layers - 1);
+    for (int64_t l = lo; l <= hi; ++l) in[static_cast<size_t>(l)] = true;
+    pos = end + 1;
+  }
+  return in;
 }
 
 int64_t rotary_dims(const ModelConfig& m) { return std::llround(m.rotary_fraction * static_cast<double>(m.head_dim)); }

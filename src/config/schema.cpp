@@ -38,7 +38,21 @@ const std::vector<KeySpec>& table() {
       {MSA_KEY(model.tie_embeddings), any(), {}, "LM head shares the token embedding matrix"},
       {MSA_KEY(model.norm_eps), above(0), {}, "epsilon inside RMSNorm"},
       {MSA_KEY(model.init_std), above(0), {}, "standard deviation of the normal weight init"},
+      {MSA_KEY(model.init_from), any(), {}, "checkpoint whose same-named, same-shaped tensors start the run; \"\" = none",
+       true},
       {MSA_KEY(attention.type), any(), {"gqa", "msa"}, "attention kind: dense grouped-query or MiniMax Sparse"},
+      {MSA_KEY(attention.block_size), at_least(1), {}, "MSA: tokens per key block (B)"},
+      {MSA_KEY(attention.topk_blocks), at_least(1), {}, "MSA: blocks per query and group (k), forced ones included"},
+      {MSA_KEY(attention.index_head_dim), at_least(2), {}, "MSA: index head dim (dI)"},
+      {MSA_KEY(attention.score_pool), any(), {"max", "mean"}, "MSA: block score pooling over visible tokens"},
+      {MSA_KEY(attention.force_local), any(), {}, "MSA: always select the query's own block"},
+      {MSA_KEY(attention.sink_blocks), at_least(0), {}, "MSA: always select the first n blocks (count towards k)"},
+      {MSA_KEY(attention.kl_coef), at_least(0), {}, "MSA: weight of the KL alignment loss; 0 disables it"},
+      {MSA_KEY(attention.detach_index_input), any(), {}, "MSA: stop the KL gradient at the index input"},
+      {MSA_KEY(attention.warmup_steps), at_least(0), {}, "MSA: dense-attention indexer warmup steps"},
+      {MSA_KEY(attention.dense_layers), any(), {}, "MSA: layers kept dense GQA: \"0\", \"0-2\", \"0,5\" or \"none\""},
+      {MSA_KEY(attention.freeze_backbone_in_warmup), any(), {}, "MSA: train only the Index Branch during warmup"},
+      {MSA_KEY(attention.recall_every), at_least(0), {}, "MSA: steps between index_recall measurements; 0 = never"},
       {MSA_KEY(parallel.dp), between(1, kMaxRanks), {}, "data-parallel ranks"},
       {MSA_KEY(parallel.cp), between(1, kMaxRanks), {}, "context-parallel ranks per sequence"},
       {MSA_KEY(parallel.ep), between(1, kMaxRanks), {}, "expert-parallel ranks; divides dp*cp"},
@@ -60,6 +74,8 @@ const std::vector<KeySpec>& table() {
       {MSA_KEY(data.dir), any(), {}, "token shard folder written by `msatrain data prepare`"},
       {MSA_KEY(eval.every), at_least(0), {}, "steps between validation passes; 0 = only at the end"},
       {MSA_KEY(eval.sequences), at_least(1), {}, "validation sequences per pass"},
+      {MSA_KEY(checkpoint.every), at_least(0), {}, "steps between checkpoints; 0 = only at the end of the run"},
+      {MSA_KEY(checkpoint.keep), at_least(0), {}, "newest checkpoint files kept in run.dir/checkpoints; 0 = all"},
       {MSA_KEY(run.dir), any(), {}, "output folder: config.yaml, metrics.jsonl, checkpoints/"},
       {MSA_KEY(run.seed), at_least(0), {}, "seed for initialisation and data order"},
       {MSA_KEY(device), any(), {"cpu", "cuda"}, "where the model trains"},
@@ -203,8 +219,8 @@ void assign_key(const KeySpec& key, RunConfig& c, const std::string& text, bool 
       return;
     }
     case KeyKind::String:
-      // Every string key today names a path, where an empty value is always a mistake.
-      MSA_USER_CHECK(!text.empty(), key.path << ": expected a non-empty string");
+      // String keys name paths, where an empty value is a mistake unless the key is optional ("" = none).
+      MSA_USER_CHECK(!text.empty() || key.may_be_empty, key.path << ": expected a non-empty string");
       *std::get<3>(key.field)(c) = text;
       return;
   }

@@ -30,6 +30,7 @@ struct KeySpec {
   ValueRange range;                       // Int and Float keys only
   std::vector<std::string_view> choices;  // non-empty: a string key that takes one of these (an enum)
   std::string_view help;
+  bool may_be_empty = false;  // String keys: "" is a valid value (meaning "none")
 
   KeyKind kind() const;
 };

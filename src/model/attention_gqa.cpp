@@ -2,7 +2,6 @@
 
 #include <cmath>
 
-#include "ops/ops.h"
 
 namespace msa {
 
@@ -41,8 +40,11 @@ void AttentionGQA::collect(ParamList& ps) {
   }
 }
 
-const Tensor& AttentionGQA::forward(const Tensor& x) {
+double AttentionGQA::scale() const { return 1.0 / std::sqrt(double(d_)); }
+
+const Tensor& AttentionGQA::forward(const Tensor& x, const ops::BlockSelection& selection) {
   const int64_t n = ctx_.rows();
+  selection_ = selection;
   ops::gemm(qkv_, x, false, wqkv_.value, true);
   // Split the projection into q, k, v: (N, H*d) column blocks.
   Tensor q2 = q_.view({n, hq_ * d_}), k2 = k_.view({n, hkv_ * d_}), v2 = v_.view({n, hkv_ * d_});
@@ -60,8 +62,7 @@ const Tensor& AttentionGQA::forward(const Tensor& x) {
   }
   ops::rope(q_, ctx_.rope_cos, ctx_.rope_sin, ctx_.rot_dims, false);
   ops::rope(k_, ctx_.rope_cos, ctx_.rope_sin, ctx_.rot_dims, false);
-  const double scale = 1.0 / std::sqrt(double(d_));
-  ops::attention_forward(o_, lse_, q_, k_, v_, ctx_.positions, ctx_.positions, scale);
+  ops::attention_forward(o_, lse_, q_, k_, v_, ctx_.positions, ctx_.positions, scale(), selection_);
   ops::gemm(out_, o_.view({n, hq_ * d_}), false, wo_.value, true);
   return out_;
 }
@@ -75,9 +76,8 @@ void AttentionGQA::backward(Tensor& dx, const Tensor& dout, const Tensor& x) {
   Tensor d_o = ctx_.d_attn.view(o_.shape());
   ctx_.d_k.zero_();
   ctx_.d_v.zero_();
-  const double scale = 1.0 / std::sqrt(double(d_));
   ops::attention_backward(ctx_.d_q, ctx_.d_k, ctx_.d_v, d_o, o_, lse_, q_, k_, v_, ctx_.positions, ctx_.positions,
-                          scale);
+                          scale(), selection_);
   ops::rope(ctx_.d_q, ctx_.rope_cos, ctx_.rope_sin, ctx_.rot_dims, true);
   ops::rope(ctx_.d_k, ctx_.rope_cos, ctx_.rope_sin, ctx_.rot_dims, true);
   // Reassemble d(qkv) (N, (Hq + 2 Hkv) d), going back through the QK norm if there is one.

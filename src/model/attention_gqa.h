@@ -1,19 +1,28 @@
 // Dense causal grouped-query attention with RoPE and optional per-head QK RMSNorm.
 //   qkv = x Wqkv^T;  q, k = rope(norm(q)), rope(norm(k));  o = softmax(q k^T / sqrt(d)) v;  out = o Wo^T
 #pragma once
+#include "model/attention_layer.h"
 #include "model/layer_context.h"
-#include "model/param.h"
+#include "ops/ops.h"
 
 namespace msa {
 
-class AttentionGQA {
+class AttentionGQA : public AttentionLayer {
  public:
   AttentionGQA(const std::string& prefix, LayerContext& ctx);
   // x (N, C) normed layer input -> out() (N, C)
-  const Tensor& forward(const Tensor& x);
-  // dout (N, C) -> dx (N, C) written (not accumulated); parameter grads accumulated.
-  void backward(Tensor& dx, const Tensor& dout, const Tensor& x);
-  void collect(ParamList& ps);
+  const Tensor& forward(const Tensor& x) override { return forward(x, {}); }
+  // With a block selection this is MSA's Main Branch (spec §3): each query attends to its selected blocks only.
+  const Tensor& forward(const Tensor& x, const ops::BlockSelection& selection);
+  // dout (N, C) -> dx (N, C) written (not accumulated); parameter grads accumulated. Uses the forward's selection.
+  void backward(Tensor& dx, const Tensor& dout, const Tensor& x) override;
+  void collect(ParamList& ps) override;
+
+  // As attended by the last forward, for the MSA KL teacher.
+  const Tensor& q() const { return q_; }      // (B, T, Hq, d)
+  const Tensor& k() const { return k_; }      // (B, T, Hkv, d)
+  const Tensor& lse() const { return lse_; }  // (B, Hq, T)
+  double scale() const;
 
  private:
   LayerContext& ctx_;
@@ -29,6 +38,7 @@ class AttentionGQA {
   Tensor o_;                  // (B, T, Hq, d)
   Tensor lse_;                // (B, Hq, T)
   Tensor out_;                // (N, C)
+  ops::BlockSelection selection_;  // of the last forward
 };
 
 }  // namespace msa

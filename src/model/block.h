@@ -2,7 +2,7 @@
 #pragma once
 #include <memory>
 
-#include "model/attention_gqa.h"
+#include "model/attention_layer.h"
 #include "model/rmsnorm.h"
 #include "model/swiglu_ffn.h"
 
@@ -10,17 +10,19 @@ namespace msa {
 
 class Block {
  public:
-  Block(int layer, LayerContext& ctx);
+  // use_msa: MSA attention (spec/msa.md) instead of dense GQA in this block.
+  Block(int layer, LayerContext& ctx, bool use_msa = false);
   const Tensor& forward(const Tensor& x);  // x (N, C) -> out() (N, C); x must stay alive until backward
   // On entry dres holds d(loss)/d(out); on exit d(loss)/d(x). Parameter grads accumulated.
   void backward(Tensor& dres);
   void collect(ParamList& ps);
   const Tensor& out() const { return out_; }
+  MsaLayerStats msa_stats() const { return attn_->msa_stats(); }
 
  private:
   LayerContext& ctx_;
   RMSNorm norm1_, norm2_;
-  AttentionGQA attn_;
+  std::unique_ptr<AttentionLayer> attn_;
   SwiGLUFFN ffn_;
   Tensor x_;    // the input seen by forward (a handle, not a copy)
   Tensor mid_;  // (N, C) x + attn

@@ -7,9 +7,31 @@
 
 namespace msa {
 
-LayerContext::LayerContext(const ModelConfig& c, DType dt, Device dev, int64_t b, int64_t t)
-    : cfg(c), dtype(dt), device(dev), batch(b), seq(t) {
+namespace {
+
+// cos and sin (T, rot/2) of pos * theta^(-2i/rot), the angle in double so that 1M-token positions keep precision.
+void rope_tables(Tensor& cos_t, Tensor& sin_t, const std::vector<int32_t>& pos, int64_t rot, double theta,
+                 DType dtype, Device device) {
+  const int64_t seq = static_cast<int64_t>(pos.size()), half = rot / 2;
+  cos_t = Tensor::empty({seq, half}, dtype, device);
+  sin_t = Tensor::empty({seq, half}, dtype, device);
+  std::vector<double> c(seq * half), s(seq * half);
+  for (int64_t t = 0; t < seq; ++t)
+    for (int64_t i = 0; i < half; ++i) {
+      const double a = double(pos[t]) * std::pow(theta, -2.0 * double(i) / double(rot));
+      c[t * half + i] = std::cos(a);
+      s[t * half + i] = std::sin(a);
+    }
+  cos_t.from_vector(c);
+  sin_t.from_vector(s);
+}
+
+}  // namespace
+
+LayerContext::LayerContext(const ModelConfig& c, const AttentionConfig& a, DType dt, Device dev, int64_t b, int64_t t)
+    : cfg(c), attn(a), dtype(dt), device(dev), batch(b), seq(t) {
   rot_dims = rotary_dims(c);
+  index_rot_dims = std::llround(c.rotary_fraction * double(a.index_head_dim));
   const int64_t n = rows(), qkv = (c.n_heads + 2 * c.n_kv_heads) * c.head_dim;
   d_norm = Tensor::zeros({n, c.d_model}, dt, dev);
   d_attn = Tensor::zeros({n, c.n_heads * c.head_dim}, dt, dev);
@@ -28,24 +50,11 @@ LayerContext::LayerContext(const ModelConfig& c, DType dt, Device dev, int64_t b
 
 void LayerContext::set_positions(const std::vector<int32_t>& pos) {
   MSA_CHECK(static_cast<int64_t>(pos.size()) == seq, "positions for " << pos.size() << " tokens, layer holds " << seq);
-  const int64_t half = rot_dims / 2;
   positions = Tensor::empty({seq}, DType::i32, device);
-  rope_cos = Tensor::empty({seq, half}, dtype, device);
-  rope_sin = Tensor::empty({seq, half}, dtype, device);
-  std::vector<double> c(seq * half), s(seq * half), p(seq);
-  for (int64_t t = 0; t < seq; ++t) {
-    p[t] = pos[t];
-    for (int64_t i = 0; i < half; ++i) {
-      // angle in double: large positions (1M tokens) keep their precision
-      double freq = std::pow(cfg.rope_theta, -2.0 * double(i) / double(rot_dims));
-      double a = double(pos[t]) * freq;
-      c[t * half + i] = std::cos(a);
-      s[t * half + i] = std::sin(a);
-    }
-  }
+  std::vector<double> p(pos.begin(), pos.end());
   positions.from_vector(p);
-  rope_cos.from_vector(c);
-  rope_sin.from_vector(s);
+  rope_tables(rope_cos, rope_sin, pos, rot_dims, cfg.rope_theta, dtype, device);
+  rope_tables(index_rope_cos, index_rope_sin, pos, index_rot_dims, cfg.rope_theta, dtype, device);
 }
 
 }  // namespace msa

@@ -6,8 +6,21 @@
 
 namespace msa {
 
+enum class MsaPhase { warmup, sparse };  // spec §5: dense Main Branch while the indexer warms up, then sparse
+
+// Gradient weight per token of each loss: the step scales every loss by 1 / (global tokens); a weight of 0 means
+// that loss sends no gradient (evaluation, or the detach tests).
+struct LossWeights {
+  double lm = 0;
+  double kl = 0;  // before kl_coef / Hkv, which the MSA layer applies (spec §4)
+};
+
 struct LayerContext {
   ModelConfig cfg;
+  AttentionConfig attn;  // MSA knobs
+  MsaPhase phase = MsaPhase::sparse;
+  LossWeights weights;
+  bool measure_recall = false;  // MSA layers measure index_recall in this forward
   DType dtype = DType::f32;
   Device device = Device::cpu;
   int64_t batch = 1;    // B sequences per micro-batch
@@ -18,6 +31,9 @@ struct LayerContext {
   Tensor positions;  // (T) int32 global positions of the local tokens
   Tensor rope_cos;   // (T, rot_dims/2)
   Tensor rope_sin;   // (T, rot_dims/2)
+  int64_t index_rot_dims = 0;  // for the MSA index heads (dim attention.index_head_dim)
+  Tensor index_rope_cos;       // (T, index_rot_dims/2)
+  Tensor index_rope_sin;
 
   // Backward scratch, shared by all layers.
   Tensor d_norm;  // (N, C) gradient w.r.t. a norm's output
@@ -31,7 +47,9 @@ struct LayerContext {
   Tensor d_h;     // (N, F)
   Tensor d_gu;    // (N, 2F)
 
-  LayerContext(const ModelConfig& c, DType dt, Device dev, int64_t b, int64_t t);
+  LayerContext(const ModelConfig& c, DType dt, Device dev, int64_t b, int64_t t)
+      : LayerContext(c, AttentionConfig{}, dt, dev, b, t) {}
+  LayerContext(const ModelConfig& c, const AttentionConfig& a, DType dt, Device dev, int64_t b, int64_t t);
   // Recompute positions and RoPE tables for tokens at global positions first, first+1, ...
   void set_positions(const std::vector<int32_t>& pos);
 };

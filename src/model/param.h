@@ -9,16 +9,22 @@ namespace msa {
 
 enum class ParamKind { matrix, norm, embedding };
 
+// Which loss trains a parameter: the backbone learns from the LM loss, MSA's Index Branch only from the KL loss
+// (spec §1, §4). The groups are clipped separately, so the KL term's scale cannot distort the backbone update.
+enum class ParamGroup { backbone = 0, index = 1 };
+
 struct Param {
   std::string name;  // global name, e.g. "layers.3.attn.wqkv"; checkpoints store tensors under it
   Tensor value;
   Tensor grad;       // accumulated over micro-batches, zeroed at the start of each step
   ParamKind kind = ParamKind::matrix;
+  ParamGroup group = ParamGroup::backbone;
 
   Param() = default;
-  Param(std::string n, const Shape& shape, DType dtype, Device device, ParamKind k)
+  Param(std::string n, const Shape& shape, DType dtype, Device device, ParamKind k,
+        ParamGroup g = ParamGroup::backbone)
       : name(std::move(n)), value(Tensor::zeros(shape, dtype, device)), grad(Tensor::zeros(shape, dtype, device)),
-        kind(k) {}
+        kind(k), group(g) {}
 };
 
 using ParamList = std::vector<Param*>;

@@ -2,16 +2,20 @@
 
 #include <cmath>
 
+#include "config/load.h"
 #include "ops/ops.h"
 
 namespace msa {
 
-Transformer::Transformer(const ModelConfig& cfg, DType dtype, Device device, int64_t micro_batch, int64_t seq)
-    : ctx_(cfg, dtype, device, micro_batch, seq),
+Transformer::Transformer(const ModelConfig& cfg, const AttentionConfig& attn, DType dtype, Device device,
+                         int64_t micro_batch, int64_t seq)
+    : ctx_(cfg, attn, dtype, device, micro_batch, seq),
       embed_("embed.weight", {cfg.vocab_size, cfg.d_model}, dtype, device, ParamKind::embedding),
       final_norm_("final_norm.weight", micro_batch * seq, cfg.d_model, cfg.norm_eps, dtype, device) {
   const int64_t n = ctx_.rows();
-  for (int64_t l = 0; l < cfg.n_layers; ++l) blocks_.push_back(std::make_unique<Block>(int(l), ctx_));
+  const std::vector<bool> dense = parse_layer_set(attn.dense_layers, cfg.n_layers);
+  for (int64_t l = 0; l < cfg.n_layers; ++l)
+    blocks_.push_back(std::make_unique<Block>(int(l), ctx_, attn.type == "msa" && !dense[size_t(l)]));
   if (!cfg.tie_embeddings) head_ = Param("lm_head.weight", {cfg.vocab_size, cfg.d_model}, dtype, device, ParamKind::matrix);
   x0_ = Tensor::zeros({n, cfg.d_model}, dtype, device);
   logits_ = Tensor::zeros({n, cfg.vocab_size}, dtype, device);
@@ -50,28 +54,45 @@ int64_t Transformer::num_parameters() const {
   return n;
 }
 
-double Transformer::forward(const Tensor& tokens, const Tensor& targets, double grad_scale) {
+ForwardStats Transformer::forward(const Tensor& tokens, const Tensor& targets, const LossWeights& weights) {
   const int64_t n = ctx_.rows();
   MSA_CHECK(tokens.numel() == n && targets.numel() == n,
             "micro-batch of " << tokens.numel() << " tokens, model built for " << n);
   tokens_ = tokens;
+  ctx_.weights = weights;
   ops::embedding_forward(x0_, embed_.value, tokens);
   const Tensor* x = &x0_;
   for (auto& b : blocks_) x = &b->forward(*x);
   const Tensor& h = final_norm_.forward(*x);
   ops::gemm(logits_, h, false, head_weight().value, true);  // (N, V) = h W^T
-  ops::cross_entropy(losses_, logits_, targets.view({n}), grad_scale);
-  return ops::sum(losses_);
+  ops::cross_entropy(losses_, logits_, targets.view({n}), weights.lm);
+  ForwardStats st;
+  st.lm_loss_sum = ops::sum(losses_);
+  st.objective = weights.lm * st.lm_loss_sum;
+  for (auto& b : blocks_) {
+    const MsaLayerStats m = b->msa_stats();
+    if (m.rows == 0) continue;
+    ++st.msa_layers;
+    st.msa.kl_sum += m.kl_sum;
+    st.msa.recall_sum += m.recall_sum;
+    st.msa.selected_share_sum += m.selected_share_sum;
+    st.msa.rows += m.rows;
+    st.msa.recall_measured = st.msa.recall_measured || m.recall_measured;
+    st.objective += m.objective;
+  }
+  return st;
 }
 
 void Transformer::backward() {
-  // logits_ holds dlogits (N, V). h = final_norm(x_L):  dh = dlogits W;  dW += dlogits^T h
-  Tensor& dh = ctx_.d_norm;
-  ops::gemm(dh, logits_, false, head_weight().value, false);
-  ops::gemm(head_weight().grad, logits_, true, final_norm_.out(), false, 1.0, 1.0);
-  // The final norm's input is the last block's output (the embeddings when L = 0).
   d_res_.zero_();
-  final_norm_.backward(d_res_, dh, blocks_.empty() ? x0_ : blocks_.back()->out());
+  if (ctx_.weights.lm != 0) {  // with no LM gradient (KL only) the residual stream's gradient stays zero
+    // logits_ holds dlogits (N, V). h = final_norm(x_L):  dh = dlogits W;  dW += dlogits^T h
+    Tensor& dh = ctx_.d_norm;
+    ops::gemm(dh, logits_, false, head_weight().value, false);
+    ops::gemm(head_weight().grad, logits_, true, final_norm_.out(), false, 1.0, 1.0);
+    // The final norm's input is the last block's output (the embeddings when L = 0).
+    final_norm_.backward(d_res_, dh, blocks_.empty() ? x0_ : blocks_.back()->out());
+  }
   for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) (*it)->backward(d_res_);
   ops::embedding_backward(embed_.grad, d_res_, tokens_);
 }

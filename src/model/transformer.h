@@ -13,18 +13,36 @@
 
 namespace msa {
 
+// What one forward measured. objective is the scalar whose gradient backward() computes:
+// weights.lm * lm_loss_sum + the MSA layers' KL terms.
+struct ForwardStats {
+  double lm_loss_sum = 0;  // sum of per-token LM losses
+  double objective = 0;
+  MsaLayerStats msa;       // summed over MSA layers (rows counts every layer's rows)
+  int64_t msa_layers = 0;
+};
+
 class Transformer {
  public:
-  Transformer(const ModelConfig& cfg, DType dtype, Device device, int64_t micro_batch, int64_t seq);
+  Transformer(const ModelConfig& cfg, const AttentionConfig& attn, DType dtype, Device device, int64_t micro_batch,
+              int64_t seq);
+  Transformer(const ModelConfig& cfg, DType dtype, Device device, int64_t micro_batch, int64_t seq)
+      : Transformer(cfg, AttentionConfig{}, dtype, device, micro_batch, seq) {}
 
   // Draws every parameter from rng (normal(0, init_std); residual output projections scaled by
   // 1/sqrt(2 L); norms = 1). Same seed, same weights, on every rank.
   void init_weights(Rng& rng);
 
-  // tokens, targets (B, T) int32; targets < 0 are ignored. Returns the SUM of the per-token losses.
-  // grad_scale != 0 prepares backward() for the loss grad_scale * sum (e.g. 1 / global token count).
-  double forward(const Tensor& tokens, const Tensor& targets, double grad_scale);
+  // tokens, targets (B, T) int32; targets < 0 are ignored. weights (non-zero) prepare backward() for the loss
+  // weights.lm * sum(LM losses) + MSA KL terms (e.g. weights = 1 / global token count).
+  ForwardStats forward(const Tensor& tokens, const Tensor& targets, const LossWeights& weights);
+  // Dense-only shorthand: the summed LM loss, gradient weight grad_scale.
+  double forward(const Tensor& tokens, const Tensor& targets, double grad_scale) {
+    return forward(tokens, targets, LossWeights{grad_scale, 0.0}).lm_loss_sum;
+  }
   void backward();  // accumulates into every Param::grad
+  void set_msa_phase(MsaPhase p) { ctx_.phase = p; }
+  void set_measure_recall(bool on) { ctx_.measure_recall = on; }
 
   ParamList& params() { return params_; }
   void zero_grads();

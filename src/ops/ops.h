@@ -16,14 +16,41 @@ void rmsnorm_backward(Tensor& dx, Tensor& dw, const Tensor& dy, const Tensor& x,
 // x (B, T, H, d) rotated in place by the tables cos, sin (T, r/2); inverse = the backward.
 void rope(Tensor& x, const Tensor& cos, const Tensor& sin, int64_t rot_dims, bool inverse);
 
-// Dense attention with positional (causal) masking: key j visible to query i iff kpos[j] <= qpos[i].
+// Optional block selection for attention: MSA's Main Branch attends only to keys in the selected blocks.
+struct BlockSelection {
+  const Tensor* sel = nullptr;  // (B, Hkv, Tq, topk) int32 block ids, -1 = unused
+  int64_t block_size = 1;
+};
+
+// Attention with positional (causal) masking: key j visible to query i iff kpos[j] <= qpos[i] (and, with a
+// selection, key j's block is selected for query i's group).
 // q, o (B, Tq, Hq, d); k, v (B, Tk, Hkv, d); lse (B, Hq, Tq); qpos (Tq), kpos (Tk) int32.
 void attention_forward(Tensor& o, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& qpos,
-                       const Tensor& kpos, double scale);
+                       const Tensor& kpos, double scale, const BlockSelection& selection = {});
 // dq written; dk, dv accumulated.
 void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& o, const Tensor& lse,
                         const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& qpos, const Tensor& kpos,
-                        double scale);
+                        double scale, const BlockSelection& selection = {});
+
+// MSA Index Branch (spec §1-§2, §4). qi (B, Tq, Hkv, dI), ki (B, Tk, dI) normed and rotated.
+struct MsaIndexParams {
+  int64_t block_size, topk, sink_blocks;
+  bool force_local, mean_pool;
+};
+// sel (B, Hkv, Tq, topk) int32, the selection contract of spec §2.
+void msa_select(Tensor& sel, const Tensor& qi, const Tensor& ki, const Tensor& qpos, const Tensor& kpos,
+                const MsaIndexParams& p);
+struct MsaKlStats {
+  double kl_sum = 0, recall_sum = 0, selected_share_sum = 0;
+  int64_t rows = 0;  // (b, t, g) rows
+};
+// KL(teacher || student) over the support (the selected blocks' keys when sparse_support, else all causal keys);
+// the teacher is the group-mean Main Branch attention recomputed from q, k, lse (B, Hq, Tq) (a constant).
+// dqi written and dki accumulated with grad_coef * d(sum KL)/d(qi, ki). want_recall measures index_recall.
+MsaKlStats msa_index_kl(Tensor& dqi, Tensor& dki, const Tensor& qi, const Tensor& ki, const Tensor& q, const Tensor& k,
+                        const Tensor& lse, const Tensor& sel, bool sparse_support, const Tensor& qpos,
+                        const Tensor& kpos, const MsaIndexParams& p, double main_scale, double grad_coef,
+                        bool want_recall);
 
 // h (N, F) = silu(gu[:, :F]) * gu[:, F:]; backward writes dgu (N, 2F).
 void swiglu_forward(Tensor& h, const Tensor& gu);

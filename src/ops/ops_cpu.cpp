@@ -7,6 +7,7 @@
 #include "kernels/cpu/cross_entropy.h"
 #include "kernels/cpu/embedding.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/msa_index.h"
 #include "kernels/cpu/rmsnorm.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/cpu/swiglu.h"
@@ -84,19 +85,27 @@ void rope(Tensor& x, const Tensor& cos, const Tensor& sin, int64_t rot_dims, boo
 
 namespace {
 cpu::AttentionShape attention_shape(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& qpos,
-                                    const Tensor& kpos, double scale) {
+                                    const Tensor& kpos, double scale, const BlockSelection& selection = {}) {
   MSA_CHECK(q.ndim() == 4 && k.ndim() == 4 && v.shape() == k.shape(), "attention takes (B, T, H, d) tensors");
   cpu::AttentionShape s{q.dim(0), q.dim(1), k.dim(1), q.dim(2), k.dim(2), q.dim(3), scale};
   MSA_CHECK(k.dim(0) == s.batch && k.dim(3) == s.d && s.hq % s.hkv == 0,
             "attention shapes q " << shape_str(q.shape()) << " k " << shape_str(k.shape()));
   MSA_CHECK(qpos.numel() == s.tq && kpos.numel() == s.tk && qpos.dtype() == DType::i32, "attention positions");
+  if (selection.sel) {
+    const Tensor& sel = *selection.sel;
+    MSA_CHECK(sel.ndim() == 4 && sel.dim(0) == s.batch && sel.dim(1) == s.hkv && sel.dim(2) == s.tq,
+              "block selection " << shape_str(sel.shape()) << " for queries " << shape_str(q.shape()));
+    s.sel = sel.data<int32_t>();
+    s.topk = sel.dim(3);
+    s.block_size = selection.block_size;
+  }
   return s;
 }
 }  // namespace
 
 void attention_forward(Tensor& o, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& qpos,
-                       const Tensor& kpos, double scale) {
-  auto s = attention_shape(q, k, v, qpos, kpos, scale);
+                       const Tensor& kpos, double scale, const BlockSelection& selection) {
+  auto s = attention_shape(q, k, v, qpos, kpos, scale, selection);
   MSA_CHECK(o.shape() == q.shape() && lse.numel() == s.batch * s.hq * s.tq, "attention_forward output shapes");
   dispatch_float(q, [&](auto tag) {
     using T = decltype(tag);
@@ -107,8 +116,8 @@ void attention_forward(Tensor& o, Tensor& lse, const Tensor& q, const Tensor& k,
 
 void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& o, const Tensor& lse,
                         const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& qpos, const Tensor& kpos,
-                        double scale) {
-  auto s = attention_shape(q, k, v, qpos, kpos, scale);
+                        double scale, const BlockSelection& selection) {
+  auto s = attention_shape(q, k, v, qpos, kpos, scale, selection);
   MSA_CHECK(dq.shape() == q.shape() && dk.shape() == k.shape() && dv.shape() == v.shape() && dout.shape() == q.shape(),
             "attention_backward shapes");
   dispatch_float(q, [&](auto tag) {
@@ -116,6 +125,46 @@ void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, 
     cpu::attention_backward<T>(dq.data<T>(), dk.data<T>(), dv.data<T>(), dout.data<T>(), o.data<T>(), lse.data<T>(),
                                q.data<T>(), k.data<T>(), v.data<T>(), qpos.data<int32_t>(), kpos.data<int32_t>(), s);
   });
+}
+
+namespace {
+cpu::MsaIndexShape msa_index_shape(const Tensor& qi, const Tensor& ki, const MsaIndexParams& p) {
+  MSA_CHECK(qi.ndim() == 4 && ki.ndim() == 3 && qi.dim(0) == ki.dim(0) && qi.dim(3) == ki.dim(2),
+            "index shapes qI " << shape_str(qi.shape()) << " kI " << shape_str(ki.shape()));
+  return cpu::MsaIndexShape{qi.dim(0), qi.dim(1), ki.dim(1), qi.dim(2), qi.dim(3),
+                            1.0 / std::sqrt(double(qi.dim(3))), p.block_size, p.topk, p.sink_blocks,
+                            p.force_local, p.mean_pool};
+}
+}  // namespace
+
+void msa_select(Tensor& sel, const Tensor& qi, const Tensor& ki, const Tensor& qpos, const Tensor& kpos,
+                const MsaIndexParams& p) {
+  auto s = msa_index_shape(qi, ki, p);
+  MSA_CHECK(sel.numel() == s.batch * s.hkv * s.tq * s.topk && sel.dtype() == DType::i32, "selection shape");
+  MSA_CHECK(qpos.numel() == s.tq && kpos.numel() == s.tk, "index positions");
+  dispatch_float(qi, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::msa_select<T>(sel.data<int32_t>(), qi.data<T>(), ki.data<T>(), qpos.data<int32_t>(), kpos.data<int32_t>(),
+                       s);
+  });
+}
+
+MsaKlStats msa_index_kl(Tensor& dqi, Tensor& dki, const Tensor& qi, const Tensor& ki, const Tensor& q, const Tensor& k,
+                        const Tensor& lse, const Tensor& sel, bool sparse_support, const Tensor& qpos,
+                        const Tensor& kpos, const MsaIndexParams& p, double main_scale, double grad_coef,
+                        bool want_recall) {
+  auto s = msa_index_shape(qi, ki, p);
+  auto main = attention_shape(q, k, k, qpos, kpos, main_scale);
+  MSA_CHECK(dqi.shape() == qi.shape() && dki.shape() == ki.shape() && main.hkv == s.hkv, "index KL shapes");
+  MsaKlStats out;
+  dispatch_float(qi, [&](auto tag) {
+    using T = decltype(tag);
+    auto r = cpu::msa_index_kl<T>(dqi.data<T>(), dki.data<T>(), qi.data<T>(), ki.data<T>(), q.data<T>(), k.data<T>(),
+                                  lse.data<T>(), sel.data<int32_t>(), sparse_support, qpos.data<int32_t>(),
+                                  kpos.data<int32_t>(), s, main, grad_coef, want_recall);
+    out = MsaKlStats{r.kl_sum, r.recall_sum, r.selected_share, r.rows};
+  });
+  return out;
 }
 
 void swiglu_forward(Tensor& h, const Tensor& gu) {

@@ -13,19 +13,23 @@ AdamW::AdamW(const ParamList& params, const TrainConfig& cfg) : params_(params),
   }
 }
 
-void AdamW::step(double lr, double grad_scale) {
+void AdamW::step(double lr, const std::array<double, 2>& group_scale, const std::array<bool, 2>& group_update) {
   ++t_;
   for (size_t i = 0; i < params_.size(); ++i) {
     Param& p = *params_[i];
+    const size_t g = static_cast<size_t>(p.group);
+    if (!group_update[g]) continue;
+    const double grad_scale = group_scale[g];
     const bool decays = p.kind == ParamKind::matrix || cfg_.decay_norms_and_embeddings;
     ops::AdamWHyper h{lr, cfg_.beta1, cfg_.beta2, cfg_.adam_eps, decays ? cfg_.weight_decay : 0.0, t_, grad_scale};
     ops::adamw_update(p.value, m_[i], v_[i], p.grad, h);
   }
 }
 
-double global_grad_norm(const ParamList& params) {
+double global_grad_norm(const ParamList& params, ParamGroup group) {
   double s = 0;
-  for (const Param* p : params) s += ops::sum_squares(p->grad);
+  for (const Param* p : params)
+    if (p->group == group) s += ops::sum_squares(p->grad);
   return std::sqrt(s);
 }
 

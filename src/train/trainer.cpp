@@ -28,7 +28,8 @@ std::set<int64_t> parse_fault_steps() {
 
 }  // namespace
 
-Trainer::Trainer(const RunConfig& cfg, Comm& world) : cfg_(cfg), world_(world), dp_(world) {
+Trainer::Trainer(const RunConfig& cfg, Comm& world, const std::string& resume)
+    : cfg_(cfg), world_(world), dp_(world) {
   validate_layout(cfg_, world_.size());
   const auto& m = cfg_.model;
   const auto& t = cfg_.train;
@@ -50,7 +51,7 @@ Trainer::Trainer(const RunConfig& cfg, Comm& world) : cfg_(cfg), world_(world), 
   sampler_ = std::make_unique<WindowSampler>(*train_data_, m.seq_len, static_cast<uint64_t>(cfg_.run.seed));
   val_windows_ = std::make_unique<ValidationWindows>(*val_data_, m.seq_len, cfg_.eval.sequences);
 
-  model_ = std::make_unique<Transformer>(m, DType::f32, Device::cpu, t.micro_batch, m.seq_len);
+  model_ = std::make_unique<Transformer>(m, cfg_.attention, DType::f32, Device::cpu, t.micro_batch, m.seq_len);
   Rng init_rng(static_cast<uint64_t>(cfg_.run.seed));
   model_->init_weights(init_rng);
   optim_ = std::make_unique<AdamW>(model_->params(), t);
@@ -62,39 +63,64 @@ Trainer::Trainer(const RunConfig& cfg, Comm& world) : cfg_(cfg), world_(world), 
                    "MSATRAIN_INJECT_FAILURE must be RANK:STEP, got '" << env << "'");
   }
 
+  restore(resume);
   if (is_root()) {
     std::filesystem::create_directories(cfg_.run.dir);
     std::ofstream(cfg_.run.dir + "/config.yaml") << to_yaml(cfg_);
-    metrics_.open(cfg_.run.dir + "/metrics.jsonl", true);
+    metrics_.open(cfg_.run.dir + "/metrics.jsonl", start_step_ == 0);
   }
+}
+
+std::string Trainer::phase_name(int64_t step) const {
+  if (!is_msa()) return "dense";
+  return phase_at(step) == MsaPhase::warmup ? "warmup" : "sparse";
 }
 
 StepStats Trainer::train_step(int64_t step) {
   StepStats s;
   s.lr = lr_at(step, cfg_.train);
   model_->zero_grads();
+  model_->set_msa_phase(phase_at(step));
+  const int64_t every = cfg_.attention.recall_every;
+  const bool recall_step = is_msa() && every > 0 && (step % every == 0 || step + 1 == cfg_.train.steps);
   // Every token of the global batch weighs 1/global_tokens, whatever rank or micro-batch holds it.
-  const double grad_scale = 1.0 / double(global_tokens_);
+  const double w = 1.0 / double(global_tokens_);
+  const LossWeights weights{w, w};
   const int64_t first = step * seqs_per_rank_ * cfg_.parallel.dp + dp_.rank() * seqs_per_rank_;
-  double loss_sum = 0;
+  // sums: objective, lm loss, kl sum, kl rows, recall sum, recall rows, selected share sum
+  double sums[7] = {0, 0, 0, 0, 0, 0, 0};
   for (int64_t mb = 0; mb < micro_steps_; ++mb) {
     sampler_->load(first + mb * cfg_.train.micro_batch, tokens_, targets_);
-    loss_sum += model_->forward(tokens_, targets_, grad_scale);
+    model_->set_measure_recall(recall_step && mb == 0);  // recall on a sample: the first micro-batch
+    const ForwardStats f = model_->forward(tokens_, targets_, weights);
     model_->backward();
+    sums[0] += f.objective;
+    sums[1] += f.lm_loss_sum;
+    sums[2] += f.msa.kl_sum;
+    sums[3] += double(f.msa.rows);
+    if (f.msa.recall_measured) sums[4] += f.msa.recall_sum, sums[5] += double(f.msa.rows);
+    sums[6] += f.msa.selected_share_sum;
   }
   if (fault_fail_rank_ == world_.rank() && fault_fail_step_ == step)
     MSA_CHECK(false, "injected failure on rank " << fault_fail_rank_ << " at step " << step + 1
                                                  << " (MSATRAIN_INJECT_FAILURE)");
   if (fault_nan_steps_.count(step) && dp_.rank() == 0) {
-    loss_sum = std::numeric_limits<double>::quiet_NaN();
+    sums[0] = std::numeric_limits<double>::quiet_NaN();
     model_->params()[0]->grad.data<float>()[0] = std::numeric_limits<float>::quiet_NaN();
   }
-  // Data parallel: sum the already-scaled gradients and losses over the group.
+  // Data parallel: sum the already-scaled gradients and the statistics over the group.
   for (Param* p : model_->params()) dp_.allreduce_sum(p->grad);
-  dp_.allreduce_sum(&loss_sum, 1);
-  s.loss = loss_sum / double(global_tokens_);
-  s.grad_norm = global_grad_norm(model_->params());
-  if (!std::isfinite(s.loss) || !std::isfinite(s.grad_norm)) {
+  dp_.allreduce_sum(sums, 7);
+  s.loss = sums[0];
+  s.lm_loss = sums[1] / double(global_tokens_);
+  if (sums[3] > 0) {
+    s.kl_loss = sums[2] / sums[3];
+    s.selected_share = sums[6] / sums[3];
+  }
+  if (sums[5] > 0) s.index_recall = sums[4] / sums[5];
+  s.grad_norm = global_grad_norm(model_->params(), ParamGroup::backbone);
+  s.index_grad_norm = global_grad_norm(model_->params(), ParamGroup::index);
+  if (!std::isfinite(s.loss) || !std::isfinite(s.grad_norm) || !std::isfinite(s.index_grad_norm)) {
     s.skipped = true;
     ++skipped_total_;
     ++skipped_in_a_row_;
@@ -105,9 +131,11 @@ StepStats Trainer::train_step(int64_t step) {
     return s;
   }
   skipped_in_a_row_ = 0;
+  // Each group is clipped to train.grad_clip on its own (see ParamGroup).
   const double clip = cfg_.train.grad_clip;
-  const double scale = (clip > 0 && s.grad_norm > clip) ? clip / (s.grad_norm + 1e-6) : 1.0;
-  optim_->step(s.lr, scale);
+  auto clip_scale = [&](double norm) { return (clip > 0 && norm > clip) ? clip / (norm + 1e-6) : 1.0; };
+  const bool frozen = is_msa() && cfg_.attention.freeze_backbone_in_warmup && phase_at(step) == MsaPhase::warmup;
+  optim_->step(s.lr, {clip_scale(s.grad_norm), clip_scale(s.index_grad_norm)}, {!frozen, true});
   return s;
 }
 
@@ -121,7 +149,7 @@ double Trainer::evaluate() {
     // Rows beyond this rank's range belong to the next rank: ignore their targets.
     for (int64_t r = 0; r < b; ++r)
       if (w + r >= end) std::fill_n(targets_.data<int32_t>() + r * cfg_.model.seq_len, cfg_.model.seq_len, -1);
-    sums[0] += model_->forward(tokens_, targets_, 0.0);
+    sums[0] += model_->forward(tokens_, targets_, LossWeights{}).lm_loss_sum;
     for (int64_t i = 0; i < targets_.numel(); ++i) sums[1] += targets_.data<int32_t>()[i] >= 0;
   }
   dp_.allreduce_sum(sums, 2);
@@ -132,15 +160,29 @@ void Trainer::log_step(int64_t step, const StepStats& s, double tokens_per_s) {
   if (!is_root()) return;
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const int64_t done = step + 1, total = cfg_.train.steps;
-  const double eta = elapsed / double(done) * double(total - done);
+  const double eta = elapsed / double(done - start_step_) * double(total - done);
   JsonLine j;
-  j.add("step", done).add("loss", s.loss).add("lm_loss", s.loss).add("lr", s.lr).add("grad_norm", s.grad_norm);
-  j.add("tokens_per_s", tokens_per_s).add("phase", std::string("dense")).add("skipped_steps", skipped_total_);
+  j.add("step", done).add("loss", s.loss).add("lm_loss", s.lm_loss).add("lr", s.lr).add("grad_norm", s.grad_norm);
+  j.add("tokens_per_s", tokens_per_s).add("phase", phase_name(step)).add("skipped_steps", skipped_total_);
+  if (is_msa()) {
+    j.add("kl_loss", s.kl_loss).add("index_grad_norm", s.index_grad_norm).add("selected_share", s.selected_share);
+    if (s.index_recall >= 0) j.add("index_recall", s.index_recall);
+  }
   j.add("elapsed_s", elapsed);
   metrics_.write(j);
-  std::printf("step %*lld/%lld | loss %.4f | lr %.2e | grad %.3f | %.1fk tok/s | elapsed %s | eta %s%s\n",
-              int(std::to_string(total).size()), (long long)done, (long long)total, s.loss, s.lr, s.grad_norm,
-              tokens_per_s / 1000.0, format_duration(elapsed).c_str(), format_duration(eta).c_str(),
+  std::string msa;
+  if (is_msa()) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, " | %s kl %.4f", phase_name(step).c_str(), s.kl_loss);
+    msa = buf;
+    if (s.index_recall >= 0) {
+      std::snprintf(buf, sizeof buf, " recall %.3f", s.index_recall);
+      msa += buf;
+    }
+  }
+  std::printf("step %*lld/%lld | loss %.4f%s | lr %.2e | grad %.3f | %.1fk tok/s | elapsed %s | eta %s%s\n",
+              int(std::to_string(total).size()), (long long)done, (long long)total, s.lm_loss, msa.c_str(), s.lr,
+              s.grad_norm, tokens_per_s / 1000.0, format_duration(elapsed).c_str(), format_duration(eta).c_str(),
               s.skipped ? " | SKIPPED (non-finite)" : "");
   std::fflush(stdout);
 }
@@ -157,7 +199,8 @@ double Trainer::run() {
   auto last_log = start_;
   int64_t tokens_since_log = 0;
   double val_loss = std::numeric_limits<double>::quiet_NaN();
-  for (int64_t step = 0; step < cfg_.train.steps; ++step) {
+  StopSignals signals;  // SIGTERM/SIGINT: finish the step, save, return
+  for (int64_t step = start_step_; step < cfg_.train.steps; ++step) {
     StepStats s = train_step(step);
     tokens_since_log += global_tokens_;
     const bool last = step + 1 == cfg_.train.steps;
@@ -178,6 +221,7 @@ double Trainer::run() {
       }
       last_log += std::chrono::steady_clock::now() - t0;  // keep eval time out of tokens/s
     }
+    if (checkpoint_after_step(step + 1, signals, last_log)) break;
   }
   return val_loss;
 }

@@ -5,6 +5,8 @@
 #include <memory>
 #include <set>
 
+#include "checkpoint/checkpointer.h"
+#include "checkpoint/stop_signal.h"
 #include "comm/comm.h"
 #include "config/config.h"
 #include "data/loader.h"
@@ -15,17 +17,23 @@
 namespace msa {
 
 struct StepStats {
-  double loss = 0;       // mean token loss over the global batch
-  double grad_norm = 0;  // before clipping
+  double loss = 0;        // the trained objective: lm_loss + kl_coef * (sum over MSA layers of their mean KL)
+  double lm_loss = 0;     // mean token LM loss over the global batch
+  double kl_loss = 0;     // mean KL per (token, group, MSA layer), before kl_coef (spec §4)
+  double index_recall = -1;    // measured on this step (attention.recall_every), else -1
+  double selected_share = -1;  // share of the causal keys inside the selected blocks
+  double grad_norm = 0;        // backbone gradient norm before clipping
+  double index_grad_norm = 0;  // Index Branch gradient norm before clipping
   double lr = 0;
-  bool skipped = false;  // non-finite loss or gradient
+  bool skipped = false;   // non-finite loss or gradient
 };
 
 class Trainer {
  public:
   // Validates the layout against the world, opens the data, builds the model and writes run.dir/config.yaml.
-  // Throws UserError on bad input (collective callers agree on failure; see cli).
-  Trainer(const RunConfig& cfg, Comm& world);
+  // Throws UserError on bad input (collective callers agree on failure; see cli). resume: "" (fresh start),
+  // "auto" (the latest checkpoint of run.dir, fresh when there is none) or a checkpoint file.
+  Trainer(const RunConfig& cfg, Comm& world, const std::string& resume = "");
   // Runs train.steps steps; returns the last validation loss.
   double run();
 
@@ -33,6 +41,8 @@ class Trainer {
   StepStats train_step(int64_t step);
   double evaluate();
   Transformer& model() { return *model_; }
+  // The signal (SIGTERM, SIGINT) that stopped run() early after saving a checkpoint; 0 when it ran to the end.
+  int stop_signal() const { return stop_signal_; }
 
  private:
   RunConfig cfg_;
@@ -53,8 +63,23 @@ class Trainer {
   int fault_fail_rank_ = -1;
   long long fault_fail_step_ = -1;
   std::chrono::steady_clock::time_point start_;
+  // Checkpoints (trainer_checkpoint.cpp).
+  std::unique_ptr<Checkpointer> ckpt_;
+  int64_t start_step_ = 0;  // the first step run() runs: 0, or the step of the checkpoint resumed from
+  int stop_signal_ = 0;
+  std::vector<StateTensor> state_tensors();
+  TrainProgress progress_after(int64_t steps_done) const;
+  void restore(const std::string& resume);  // resume or model.init_from; sets start_step_
+  // Saves when the step is periodic, the last one, or a stop signal arrived; true when run() must stop.
+  bool checkpoint_after_step(int64_t steps_done, const StopSignals& signals,
+                             std::chrono::steady_clock::time_point& last_log);
 
   void log_step(int64_t step, const StepStats& s, double tokens_per_s);
+  bool is_msa() const { return cfg_.attention.type == "msa"; }
+  MsaPhase phase_at(int64_t step) const {
+    return step < cfg_.attention.warmup_steps ? MsaPhase::warmup : MsaPhase::sparse;
+  }
+  std::string phase_name(int64_t step) const;
   bool is_root() const { return world_.rank() == 0; }
 };
 

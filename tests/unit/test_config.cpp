@@ -145,8 +145,14 @@ INSTANTIATE_TEST_SUITE_P(
                  "x.yaml:2: parallel.cp > 1 (context parallel) is not supported by this build yet"},
         Rejected{"expert_parallel", "parallel:\n  ep: 2\n", {},
                  "x.yaml:2: parallel.ep > 1 (expert parallel) is not supported by this build yet"},
-        Rejected{"msa_attention", "attention:\n  type: msa\n", {},
-                 "x.yaml:2: attention.type 'msa' is not supported by this build yet"},
+        Rejected{"msa_forced_blocks_exceed_k", "attention:\n  type: msa\n  topk_blocks: 2\n  sink_blocks: 2\n", {},
+                 "x.yaml:4, x.yaml:3: attention.sink_blocks (2) plus the forced local block exceed "
+                 "attention.topk_blocks (2)"},
+        Rejected{"msa_dense_layers_syntax", "attention:\n  dense_layers: first\n", {},
+                 "x.yaml:2: attention.dense_layers: 'first' is not a layer index or range such as 0-2 (in 'first'; "
+                 "\"none\" for no dense layer)"},
+        Rejected{"msa_dense_layers_range", "model:\n  n_layers: 4\nattention:\n  dense_layers: 2-5\n", {},
+                 "x.yaml:4: attention.dense_layers: '2-5' is outside layers 0..3"},
         // --set overrides go through the same rules.
         Rejected{"set_unknown_key", "device: cpu\n", {"model.d_modle=64"},
                  "--set model.d_modle=64: unknown key 'model.d_modle' (did you mean 'model.d_model'?)"},
@@ -168,7 +174,7 @@ TEST(ConfigLoad, TinyYamlLoadsAndFitsTwoRanks) {
   const RunConfig c = load_config(std::string(MSATRAIN_SOURCE_DIR) + "/configs/tiny.yaml", {});
   EXPECT_EQ(c.model.n_kv_heads, 2);
   EXPECT_TRUE(c.model.qk_norm);
-  EXPECT_EQ(c.train.steps, 600);
+  EXPECT_EQ(c.train.steps, 250);
   EXPECT_DOUBLE_EQ(c.train.lr, 3e-3);
   EXPECT_EQ(c.run.dir, "runs/tiny");
   validate_layout(c, 2);
@@ -220,25 +226,31 @@ TEST(ConfigOverrides, SetNestedKeysInOrder) {
   EXPECT_TRUE(c.model.qk_norm);
 }
 
-// Every key but the four that must keep their defaults in this build gets a non-default value.
+// Every key but the three that must keep their defaults in this build (device, parallel.cp, parallel.ep) gets a
+// non-default value.
 RunConfig unusual_config() {
   RunConfig c;
   c.model = {.vocab_size = 1000, .d_model = 96, .n_layers = 3, .n_heads = 6, .n_kv_heads = 3, .head_dim = 16,
              .ffn_hidden = 250, .seq_len = 128, .rope_theta = 500000.0, .rotary_fraction = 0.75, .qk_norm = true,
              .tie_embeddings = false, .norm_eps = 1.0 / 3e7, .init_std = 0.1 + 0.2};
+  c.attention = {.type = "msa", .block_size = 64, .topk_blocks = 8, .index_head_dim = 64, .score_pool = "mean",
+                 .force_local = false, .sink_blocks = 1, .kl_coef = 0.5, .detach_index_input = false,
+                 .warmup_steps = 3, .dense_layers = "0-1", .freeze_backbone_in_warmup = true, .recall_every = 5};
   c.parallel.dp = 4;
   c.train = {.steps = 7, .batch_tokens = 4096, .micro_batch = 3, .lr = 6e-4, .min_lr = 0.0, .warmup_steps = 7,
              .decay = "linear", .weight_decay = 0.05, .decay_norms_and_embeddings = true, .beta1 = 0.8,
              .beta2 = 0.999, .adam_eps = 1e-300, .grad_clip = 0.0, .max_bad_steps = 0, .log_every = 1};
   c.data.dir = "data/with \"quotes\" and: colon #hash \\ tab\t \u00e9";
   c.eval = {.every = 0, .sequences = 1};
+  c.model.init_from = "ckpt: dir/step_00000001.h5";
+  c.checkpoint = {.every = 0, .keep = 0};
   c.run = {.dir = "true", .seed = 9223372036854775807};
   return c;
 }
 
 TEST(ConfigYaml, RoundTripsExactly) {
   const RunConfig c = unusual_config(), defaults;
-  EXPECT_EQ(differing_keys(defaults, c).size(), config_schema().size() - 4);
+  EXPECT_EQ(differing_keys(defaults, c).size(), config_schema().size() - 3);
   const std::string yaml = to_yaml(c);
   const RunConfig back = load_config_string(yaml, "resolved.yaml", {});
   EXPECT_EQ(differing_keys(c, back), std::vector<std::string>{}) << yaml;

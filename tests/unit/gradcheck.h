@@ -7,8 +7,10 @@
 #include <functional>
 #include <string>
 
+#include "config/config.h"
 #include "core/rng.h"
 #include "core/tensor.h"
+#include "model/param.h"
 
 namespace msa::test {
 
@@ -52,6 +54,32 @@ inline double weighted_sum(const Tensor& out, const Tensor& r) {
   double s = 0;
   for (int64_t i = 0; i < out.numel(); ++i) s += a[i] * b[i];
   return s;
+}
+
+// A model small enough for finite differences in double, with every feature on: GQA groups of 2, QK norm, and
+// RoPE on 4 of 6 head dims (so the pass-through dims are exercised too).
+inline ModelConfig small_model_config(int64_t vocab, int64_t seq) {
+  ModelConfig c;
+  c.vocab_size = vocab;
+  c.d_model = 12;
+  c.n_layers = 2;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;
+  c.head_dim = 6;
+  c.ffn_hidden = 10;
+  c.seq_len = seq;
+  c.rotary_fraction = 2.0 / 3.0;
+  c.qk_norm = true;
+  return c;
+}
+
+// Random parameter values (norm scales around 1), so that checks do not run at special points such as w = 1.
+inline void randomise(const ParamList& ps, Rng& rng, double scale) {
+  for (Param* p : ps) {
+    std::vector<double> v(p->value.numel());
+    for (double& x : v) x = (p->kind == ParamKind::norm ? 1.0 : 0.0) + scale * rng.normal();
+    p->value.from_vector(v);
+  }
 }
 
 }  // namespace msa::test

@@ -16,27 +16,7 @@ using test::expect_gradient;
 using test::random_tensor;
 using test::weighted_sum;
 
-ModelConfig small_config() {
-  ModelConfig c;
-  c.vocab_size = 11;
-  c.d_model = 12;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.head_dim = 6;
-  c.ffn_hidden = 10;
-  c.seq_len = 7;
-  c.rotary_fraction = 2.0 / 3.0;  // 4 of 6 dims rotate: exercises the pass-through dims
-  c.qk_norm = true;
-  return c;
-}
-
-// Randomises a parameter so that checks are not run at the special point w = 1 (norm scales).
-void randomise(Param& p, Rng& rng, double scale) {
-  std::vector<double> v(p.value.numel());
-  for (double& x : v) x = (p.kind == ParamKind::norm ? 1.0 : 0.0) + scale * rng.normal();
-  p.value.from_vector(v);
-}
+ModelConfig small_config() { return test::small_model_config(11, 7); }
 
 // Checks a layer with signature forward(x) -> out, backward(dx, dout, x) against finite differences, for the
 // input and every parameter, with loss = sum(out * r).
@@ -47,7 +27,7 @@ void check_layer(const std::string& what, Layer& layer, LayerContext& ctx, Rng& 
   Tensor r = random_tensor({n, c}, rng);
   ParamList ps;
   layer.collect(ps);
-  for (Param* p : ps) randomise(*p, rng, 0.3);
+  test::randomise(ps, rng, 0.3);
   auto loss = [&] { return weighted_sum(layer.forward(x), r); };
   loss();
   for (Param* p : ps) p->grad.zero_();
@@ -63,7 +43,7 @@ TEST(Gradcheck, RMSNorm) {
   RMSNorm norm("norm", 5, 8, 1e-5, DType::f64, Device::cpu);
   ParamList ps;
   norm.collect(ps);
-  randomise(*ps[0], rng, 0.5);
+  test::randomise(ps, rng, 0.5);
   Tensor x = random_tensor({5, 8}, rng), r = random_tensor({5, 8}, rng);
   auto loss = [&] { return weighted_sum(norm.forward(x), r); };
   loss();
@@ -105,7 +85,7 @@ TEST(Gradcheck, Block) {
   const int64_t n = ctx.rows(), c = ctx.cfg.d_model;
   ParamList ps;
   block.collect(ps);
-  for (Param* p : ps) randomise(*p, rng, 0.3);
+  test::randomise(ps, rng, 0.3);
   Tensor x = random_tensor({n, c}, rng), r = random_tensor({n, c}, rng);
   auto loss = [&] { return weighted_sum(block.forward(x), r); };
   loss();
@@ -122,7 +102,7 @@ void check_model(bool tied) {
   cfg.tie_embeddings = tied;
   Transformer model(cfg, DType::f64, Device::cpu, 2, 7);
   model.init_weights(rng);
-  for (Param* p : model.params()) randomise(*p, rng, 0.3);
+  test::randomise(model.params(), rng, 0.3);
   Tensor tokens = Tensor::empty({2, 7}, DType::i32), targets = Tensor::empty({2, 7}, DType::i32);
   for (int64_t i = 0; i < 14; ++i) {
     tokens.data<int32_t>()[i] = int32_t(rng.next_u64() % cfg.vocab_size);

@@ -13,6 +13,7 @@ namespace {
 
 using test::expect_gradient;
 using test::random_tensor;
+using test::randomise;
 using test::weighted_sum;
 
 // ---- Selection on hand-built scores -------------------------------------------------------------------------
@@ -85,20 +86,7 @@ TEST(MsaSelect, MeanPooling) {
 }
 
 // ---- Layers -------------------------------------------------------------------------------------------------
-ModelConfig msa_model() {
-  ModelConfig c;
-  c.vocab_size = 13;
-  c.d_model = 12;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.head_dim = 6;
-  c.ffn_hidden = 10;
-  c.seq_len = 16;
-  c.rotary_fraction = 2.0 / 3.0;
-  c.qk_norm = true;
-  return c;
-}
+ModelConfig msa_model() { return test::small_model_config(13, 16); }
 
 AttentionConfig msa_attention(int64_t block, int64_t topk) {
   AttentionConfig a;
@@ -108,14 +96,6 @@ AttentionConfig msa_attention(int64_t block, int64_t topk) {
   a.index_head_dim = 6;
   a.dense_layers = "none";
   return a;
-}
-
-void randomise(ParamList& ps, Rng& rng, double scale) {
-  for (Param* p : ps) {
-    std::vector<double> v(p->value.numel());
-    for (double& x : v) x = (p->kind == ParamKind::norm ? 1.0 : 0.0) + scale * rng.normal();
-    p->value.from_vector(v);
-  }
 }
 
 TEST(MsaLayer, EqualsDenseAttentionWhenAllBlocksFit) {

@@ -49,7 +49,8 @@ int64_t read_attr_i64(hid_t obj, const std::string& name);
 uint64_t read_attr_u64(hid_t obj, const std::string& name);
 std::string read_attr_string(hid_t obj, const std::string& name);
 
-// A scalar fixed-length UTF-8 string dataset (for long text such as the config YAML).
+// A scalar variable-length UTF-8 string dataset, for long text such as the config YAML (fixed-length ones
+// read too).
 void write_string_dataset(hid_t loc, const std::string& name, const std::string& value);
 std::string read_string_dataset(hid_t loc, const std::string& name);
 

@@ -23,6 +23,9 @@ class AttentionMSA : public AttentionLayer {
   void collect(ParamList& ps) override;
   MsaLayerStats msa_stats() const override { return stats_; }
   const Tensor& selection() const { return sel_; }  // (B, Hkv, T, k)
+  // The two branches, for reading the last forward's intermediate tensors (msatrain op msa writes them).
+  const AttentionGQA& main_branch() const { return main_; }
+  IndexBranch& index_branch() { return index_; }
 
  private:
   LayerContext& ctx_;

@@ -6,6 +6,7 @@
 
 #include "checkpoint/inspect.h"
 #include "cli/collective.h"
+#include "cli/op_msa.h"
 #include "comm/comm.h"
 #include "config/load.h"
 #include "core/device_info.h"
@@ -26,6 +27,7 @@ constexpr const char* kUsage =
     "  train  --config FILE [--set key.path=value ...] [--resume auto|PATH]   train a model; writes run.dir\n"
     "  ckpt   inspect PATH   show a checkpoint's step, layout, config and tensors with checksums\n"
     "  data   prepare --input PATH --out DIR --tokenizer bytes|gpt2 ...   tokenize a corpus into shards\n"
+    "  op     msa --in IN.h5 --out OUT.h5   run one MSA layer from an HDF5 file (external reference checks)\n"
     "\n"
     "`msatrain <command> --help` describes each command.\n";
 
@@ -110,6 +112,7 @@ int main_impl(int argc, char** argv) {
   const std::string cmd = args[0];
   args.erase(args.begin());
   if (cmd == "ckpt") return run_ckpt_command(args);
+  if (cmd == "op") return run_op_command(args);
   if (cmd == "data") {
     try {
       MSA_USER_CHECK(!args.empty() && (args[0] == "prepare" || wants_help(args)),

@@ -16,6 +16,7 @@ need_pkg openmpi-bin
 need_pkg libeigen3-dev
 need_pkg libyaml-cpp-dev
 need_pkg libhdf5-dev
+need_pkg python3-h5py  # tests read checkpoints the way users do (h5py)
 [[ -f /usr/include/gtest/gtest.h ]] || missing+=(libgtest-dev)
 
 if ((${#missing[@]})); then

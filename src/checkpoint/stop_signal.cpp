@@ -21,11 +21,13 @@ StopSignals::StopSignals() {
   sa.sa_flags = SA_RESETHAND;  // a second signal takes the default action: stop now
   sigaction(SIGTERM, &sa, &saved_term_);
   sigaction(SIGINT, &sa, &saved_interrupt_);
+  sigaction(SIGUSR1, &sa, &saved_usr1_);
 }
 
 StopSignals::~StopSignals() {
   sigaction(SIGTERM, &saved_term_, nullptr);
   sigaction(SIGINT, &saved_interrupt_, nullptr);
+  sigaction(SIGUSR1, &saved_usr1_, nullptr);
 }
 
 int StopSignals::pending() const { return g_stop_signal; }
@@ -34,6 +36,7 @@ const char* StopSignals::name(int signal) {
   switch (signal) {
     case SIGTERM: return "SIGTERM";
     case SIGINT: return "SIGINT";
+    case SIGUSR1: return "SIGUSR1";
     default: return "a signal";
   }
 }

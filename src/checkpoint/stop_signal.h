@@ -1,8 +1,12 @@
-// Preemption: SIGTERM (Slurm, Kubernetes, mpirun) and SIGINT (Ctrl-C) ask the run to stop cleanly. While a
-// StopSignals object lives, both signals only record their number; the training loop polls pending() at the
+// Preemption: SIGTERM (Slurm, Kubernetes), SIGINT (Ctrl-C) and SIGUSR1 ask the run to stop cleanly. While a
+// StopSignals object lives, these signals only record their number; the training loop polls pending() at the
 // end of every step, the ranks agree (allreduce max, so one signalled rank is enough), save a checkpoint and
 // return normally. A second signal ends the process at once: the handler is installed with SA_RESETHAND, so
 // the default action is back after the first one.
+//
+// Under mpirun, send SIGUSR1 to mpirun: Open MPI forwards it to every rank and waits. A SIGTERM or SIGINT that
+// mpirun receives is forwarded as SIGTERM too, but followed by SIGKILL after odls_base_sigkill_timeout seconds
+// (1 by default), which may cut the save short (the previous checkpoint then stays the latest).
 #pragma once
 #include <signal.h>
 
@@ -15,12 +19,12 @@ class StopSignals {
   StopSignals(const StopSignals&) = delete;
   StopSignals& operator=(const StopSignals&) = delete;
 
-  // The number of the first signal received (SIGTERM or SIGINT), or 0.
+  // The number of the first signal received (SIGTERM, SIGINT or SIGUSR1), or 0.
   int pending() const;
   static const char* name(int signal);  // "SIGTERM"
 
  private:
-  struct sigaction saved_term_ {}, saved_interrupt_ {};  // the handlers before ours
+  struct sigaction saved_term_ {}, saved_interrupt_ {}, saved_usr1_ {};  // the handlers before ours
 };
 
 }  // namespace msa

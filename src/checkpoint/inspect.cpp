@@ -34,6 +34,13 @@ void print_config_summary(const CheckpointReader& r) {
               c.attention.type.c_str(), (long long)m.d_model, (long long)m.n_layers, (long long)m.n_heads,
               (long long)m.n_kv_heads, (long long)m.head_dim, (long long)m.ffn_hidden, (long long)m.vocab_size,
               (long long)m.seq_len, m.tie_embeddings ? "yes" : "no");
+  if (c.attention.type == "msa") {
+    const AttentionConfig& a = c.attention;
+    std::printf("  msa               block_size %lld, topk_blocks %lld, index_head_dim %lld, warmup_steps %lld, "
+                "dense_layers %s\n",
+                (long long)a.block_size, (long long)a.topk_blocks, (long long)a.index_head_dim,
+                (long long)a.warmup_steps, a.dense_layers.c_str());
+  }
   std::printf("  train             steps %lld, batch_tokens %lld, lr %g (min %g, warmup %lld, %s), weight_decay %g\n",
               (long long)c.train.steps, (long long)c.train.batch_tokens, c.train.lr, c.train.min_lr,
               (long long)c.train.warmup_steps, c.train.decay.c_str(), c.train.weight_decay);

@@ -28,9 +28,18 @@ std::set<int64_t> parse_fault_steps() {
 
 }  // namespace
 
+namespace {
+// The world, after checking that the config's layout fits it (a UserError naming the keys otherwise).
+Comm& validated_world(const RunConfig& cfg, Comm& world) {
+  validate_layout(cfg, world.size());
+  return world;
+}
+}  // namespace
+
 Trainer::Trainer(const RunConfig& cfg, Comm& world, const std::string& resume)
-    : cfg_(cfg), world_(world), dp_(world) {
-  validate_layout(cfg_, world_.size());
+    : cfg_(cfg),
+      world_(validated_world(cfg, world)),
+      grid_(world, int(cfg.parallel.dp), int(cfg.parallel.cp), int(cfg.parallel.ep)) {
   const auto& m = cfg_.model;
   const auto& t = cfg_.train;
   const int64_t seqs_per_step = t.batch_tokens / m.seq_len;
@@ -86,7 +95,7 @@ StepStats Trainer::train_step(int64_t step) {
   // Every token of the global batch weighs 1/global_tokens, whatever rank or micro-batch holds it.
   const double w = 1.0 / double(global_tokens_);
   const LossWeights weights{w, w};
-  const int64_t first = step * seqs_per_rank_ * cfg_.parallel.dp + dp_.rank() * seqs_per_rank_;
+  const int64_t first = step * seqs_per_rank_ * cfg_.parallel.dp + grid_.dp().rank() * seqs_per_rank_;
   // sums: objective, lm loss, kl sum, kl rows, recall sum, recall rows, selected share sum
   double sums[7] = {0, 0, 0, 0, 0, 0, 0};
   for (int64_t mb = 0; mb < micro_steps_; ++mb) {
@@ -104,13 +113,13 @@ StepStats Trainer::train_step(int64_t step) {
   if (fault_fail_rank_ == world_.rank() && fault_fail_step_ == step)
     MSA_CHECK(false, "injected failure on rank " << fault_fail_rank_ << " at step " << step + 1
                                                  << " (MSATRAIN_INJECT_FAILURE)");
-  if (fault_nan_steps_.count(step) && dp_.rank() == 0) {
+  if (fault_nan_steps_.count(step) && grid_.dp().rank() == 0) {
     sums[0] = std::numeric_limits<double>::quiet_NaN();
     model_->params()[0]->grad.data<float>()[0] = std::numeric_limits<float>::quiet_NaN();
   }
   // Data parallel: sum the already-scaled gradients and the statistics over the group.
-  for (Param* p : model_->params()) dp_.allreduce_sum(p->grad);
-  dp_.allreduce_sum(sums, 7);
+  for (Param* p : model_->params()) grid_.dp().allreduce_sum(p->grad);
+  grid_.dp().allreduce_sum(sums, 7);
   s.loss = sums[0];
   s.lm_loss = sums[1] / double(global_tokens_);
   if (sums[3] > 0) {
@@ -140,9 +149,9 @@ StepStats Trainer::train_step(int64_t step) {
 }
 
 double Trainer::evaluate() {
-  const int64_t count = val_windows_->count(), b = cfg_.train.micro_batch, ranks = dp_.size();
+  const int64_t count = val_windows_->count(), b = cfg_.train.micro_batch, ranks = grid_.dp().size();
   const int64_t per_rank = (count + ranks - 1) / ranks;
-  const int64_t begin = std::min(count, dp_.rank() * per_rank), end = std::min(count, begin + per_rank);
+  const int64_t begin = std::min(count, grid_.dp().rank() * per_rank), end = std::min(count, begin + per_rank);
   double sums[2] = {0, 0};  // loss sum, token count
   for (int64_t w = begin; w < end; w += b) {
     val_windows_->load(w, tokens_, targets_);
@@ -152,7 +161,7 @@ double Trainer::evaluate() {
     sums[0] += model_->forward(tokens_, targets_, LossWeights{}).lm_loss_sum;
     for (int64_t i = 0; i < targets_.numel(); ++i) sums[1] += targets_.data<int32_t>()[i] >= 0;
   }
-  dp_.allreduce_sum(sums, 2);
+  grid_.dp().allreduce_sum(sums, 2);
   return sums[0] / std::max(sums[1], 1.0);
 }
 

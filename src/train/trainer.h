@@ -8,6 +8,7 @@
 #include "checkpoint/checkpointer.h"
 #include "checkpoint/stop_signal.h"
 #include "comm/comm.h"
+#include "comm/process_grid.h"
 #include "config/config.h"
 #include "data/loader.h"
 #include "model/transformer.h"
@@ -47,7 +48,7 @@ class Trainer {
  private:
   RunConfig cfg_;
   Comm& world_;
-  Comm& dp_;  // the data-parallel group (the world while cp = 1)
+  ProcessGrid grid_;  // dp, cp, ep groups (see process_grid.h)
   int64_t seqs_per_rank_ = 0, micro_steps_ = 0, global_tokens_ = 0;
   std::unique_ptr<TokenDataset> train_data_, val_data_;
   std::unique_ptr<WindowSampler> sampler_;

@@ -61,7 +61,8 @@ float median_ms(F&& f, int warm = 3, int reps = 20) {
 int main(int argc, char** argv) {
   struct Shape { int64_t b, t, hq, hkv, d; };
   std::vector<Shape> shapes = {{1, 4096, 16, 4, 128}, {1, 16384, 16, 4, 128}, {4, 4096, 8, 2, 128}};
-  if (argc > 1 && std::string(argv[1]) == "--long") shapes.push_back({1, 65536, 16, 4, 128});
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--long") shapes.push_back({1, 65536, 16, 4, 128});
   for (const Shape& s : shapes) {
     const int64_t nq = s.b * s.t * s.hq * s.d, nk = s.b * s.t * s.hkv * s.d;
     msa::cuda::AttentionDims dims{s.b, s.t, s.t, s.hq, s.hkv, s.d, 1.f / std::sqrt(float(s.d))};

@@ -19,14 +19,18 @@ g++ -o $B/test_attention $B/test.o $B/attention.o $B/cuda_check.o $B/device_quer
   -lgtest -lgtest_main -lcudart -lpthread || exit 1
 $NVCC $ARCH -o $B/bench_attention $B/bench_main.o $B/attention.o || exit 1
 $B/test_attention 2>&1 | tee $OUT/tests.log | grep -E "^\[attention\]|FAILED|PASSED|Failure|error" 
+MSA_ATTN_BWD_WARPS=8 $B/test_attention 2>&1 | tee $OUT/tests_w8.log | grep -E "FAILED|PASSED|Failure|error"
 $B/bench_attention "$@" 2>&1 | tee $OUT/bench.log
+MSA_ATTN_BWD_WARPS=8 $B/bench_attention "$@" 2>&1 | sed 's/^ours/ours_w8/' | tee -a $OUT/bench.log
 PYTHONUNBUFFERED=1 python3 tools/bench_attention.py "$@" 2>&1 | tee -a $OUT/bench.log
 if [[ " $* " == *" --ncu "* ]]; then
-  ncu --clock-control none -k regex:attention_fwd_kernel -c 1 --section SpeedOfLight --section Occupancy \
-    --section ComputeWorkloadAnalysis $B/bench_attention > $OUT/ncu_fwd.txt 2>&1
-  ncu --clock-control none -k regex:attention_bwd_kernel -c 1 --section SpeedOfLight --section Occupancy \
-    --section ComputeWorkloadAnalysis $B/bench_attention > $OUT/ncu_bwd.txt 2>&1
-  grep -E "Duration|Throughput|Registers|Achieved Occupancy|Issue Slots|Pipe" $OUT/ncu_*.txt | head -40
+  # The first 16K launch of each kernel (the 4K shape launches each kernel 46 / 23 times before it).
+  for k in fwd:46 bwd:23; do
+    ncu --clock-control none -k regex:attention_${k%%:*}_kernel --launch-skip ${k##*:} -c 1 --section SpeedOfLight \
+      --section Occupancy --section WarpStateStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
+      $B/bench_attention > $OUT/ncu_${k%%:*}.txt 2>&1
+    grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Achieved Occupancy|Issue Slots Busy|Warp Cycles Per Issued|Stall|Shared Memory|L1/TEX Hit|Bank" $OUT/ncu_${k%%:*}.txt | head -30
+  done
 fi
 echo "=== table: impl B T Hq Hkv d fwd_ms fwd_TFLOPs fwdbwd_ms fwdbwd_TFLOPs ==="
-grep -E "^(ours|sdpa) " $OUT/bench.log
+grep -E "^(ours|ours_w8|sdpa) " $OUT/bench.log

@@ -19,6 +19,7 @@
 #include <climits>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/cuda_check.h"
@@ -124,16 +125,18 @@ template <int D>
 struct FwdCfg {
   static constexpr int BM = 128;            // query rows per CTA
   static constexpr int BN = 64;             // keys per tile
-  static constexpr int WARPS = BM / 16;     // each warp owns 16 query rows
+  static constexpr int MT = 2;              // 16-row m-tiles per warp: each K / V fragment feeds MT MMAs
+  static constexpr int WARPS = BM / (16 * MT);
   static constexpr int THREADS = WARPS * 32;
   static constexpr int LDS = D + 8;         // padded shared row (elements)
   static constexpr int SMEM = (BM + 4 * BN) * LDS * 2 + 2 * BN * 4;  // Q, 2 x K, 2 x V, 2 x kpos
 };
 
+// One CTA per (query tile, query head, batch); warp w owns query rows w*16*MT .. (w+1)*16*MT - 1 of the tile.
 template <int D>
-__global__ void __launch_bounds__(FwdCfg<D>::THREADS, 1) attention_fwd_kernel(const FwdParams p) {
+__global__ void __launch_bounds__(FwdCfg<D>::THREADS, 2) attention_fwd_kernel(const FwdParams p) {
   using C = FwdCfg<D>;
-  constexpr int BM = C::BM, BN = C::BN, LDS = C::LDS, NT = C::THREADS;
+  constexpr int BM = C::BM, BN = C::BN, LDS = C::LDS, NT = C::THREADS, MT = C::MT;
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* sQ = reinterpret_cast<bf16*>(smem);                 // (BM, LDS)
   bf16* sK = sQ + BM * LDS;                                 // 2 stages x (BN, LDS)
@@ -143,22 +146,34 @@ __global__ void __launch_bounds__(FwdCfg<D>::THREADS, 1) attention_fwd_kernel(co
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
-  const int qt = gridDim.x - 1 - blockIdx.x;  // last query tiles first: under causal masking they do the most work
-  const int h = blockIdx.y, b = blockIdx.z;
+  // Grid (Hq, B, query tiles), the tile index slowest and reversed: the last query tiles, which do the most work
+  // under causal masking, start first on every head (longest job first), and neighbouring CTAs share K/V in L2.
+  const int qt = gridDim.z - 1 - blockIdx.z;
+  const int h = blockIdx.x, b = blockIdx.y;
   const int kvh = h / (p.hq / p.hkv);         // GQA: query head h reads KV head h / group
   const int q0 = qt * BM;
+  const int wrow = warp * 16 * MT;            // the warp's first row within the tile
   const int64_t ldq = int64_t(p.hq) * D, ldk = int64_t(p.hkv) * D;  // row strides of (B, T, H, d)
   const bf16* Q = p.q + (int64_t(b) * p.tq + q0) * ldq + int64_t(h) * D;
   const bf16* K = p.k + int64_t(b) * p.tk * ldk + int64_t(kvh) * D;
   const bf16* V = p.v + int64_t(b) * p.tk * ldk + int64_t(kvh) * D;
 
-  // This thread's two query rows (g and g+8 of the warp's 16) and their positions.
-  const int row0 = q0 + warp * 16 + g, row1 = row0 + 8;
-  const bool valid0 = row0 < p.tq, valid1 = row1 < p.tq;
-  const int qp0 = valid0 ? p.qpos[row0] : INT_MIN, qp1 = valid1 ? p.qpos[row1] : INT_MIN;
+  // This thread's rows: g and g+8 of each of the warp's m-tiles, their positions and validity.
+  int qp[MT][2];
+  bool qv[MT][2];
+  int lo = INT_MAX, hi = INT_MIN;
+#pragma unroll
+  for (int m = 0; m < MT; ++m)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int row = q0 + wrow + m * 16 + r * 8 + g;
+      qv[m][r] = row < p.tq;
+      qp[m][r] = qv[m][r] ? p.qpos[row] : INT_MIN;
+      if (qv[m][r]) lo = min(lo, qp[m][r]);
+      hi = max(hi, qp[m][r]);
+    }
   // Warp bounds over its valid rows decide per key tile: skip, unmasked, or masked.
-  const int wq_min = warp_min(min(valid0 ? qp0 : INT_MAX, valid1 ? qp1 : INT_MAX));
-  const int wq_max = warp_max(max(qp0, qp1));
+  const int wq_min = warp_min(lo), wq_max = warp_max(hi);
   if (lane == 0) s_red[0][warp] = wq_max;
   __syncthreads();
   int cta_qmax = INT_MIN;
@@ -196,12 +211,14 @@ __global__ void __launch_bounds__(FwdCfg<D>::THREADS, 1) attention_fwd_kernel(co
     }
   };
 
-  float acc_o[D / 8][4];  // O rows (g, g+8) x the warp's D columns, fp32
+  float acc_o[MT][D / 8][4];  // O (rows g, g+8 of each m-tile) x D columns, fp32
 #pragma unroll
-  for (int i = 0; i < D / 8; ++i) acc_o[i][0] = acc_o[i][1] = acc_o[i][2] = acc_o[i][3] = 0.f;
-  float m0 = -INFINITY, m1 = -INFINITY;  // running row max, log2 domain
-  float l0 = 0.f, l1 = 0.f;              // running row sum (this thread's columns; the quad is summed at the end)
-  uint32_t qf[D / 16][4];                // Q as A fragments, loaded once
+  for (int m = 0; m < MT; ++m)
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) acc_o[m][i][0] = acc_o[m][i][1] = acc_o[m][i][2] = acc_o[m][i][3] = 0.f;
+  float mrow[MT][2], lrow[MT][2];  // running row max (log2 domain) and row sum (this thread's columns)
+#pragma unroll
+  for (int m = 0; m < MT; ++m) mrow[m][0] = mrow[m][1] = -INFINITY, lrow[m][0] = lrow[m][1] = 0.f;
 
   if (n_first <= n_last) {
     load_tile<BM, D, LDS, NT>(sQ, Q, ldq, p.tq - q0, p.q);
@@ -212,11 +229,6 @@ __global__ void __launch_bounds__(FwdCfg<D>::THREADS, 1) attention_fwd_kernel(co
   for (int n = n_first, stage = 0; n <= n_last; ++n, stage ^= 1) {
     cp_async_wait_all();
     __syncthreads();  // tile n landed for everyone, and everyone is done with the other stage
-    if (n == n_first) {
-#pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk)
-        ldsm_x4(qf[kk], smem_addr(sQ + (warp * 16 + (lane & 15)) * LDS + kk * 16 + (lane >> 4) * 8));
-    }
     if (n < n_last) load_kv(n + 1, stage ^ 1);  // overlaps with this tile's math
     cp_async_commit();
 
@@ -231,112 +243,141 @@ __global__ void __launch_bounds__(FwdCfg<D>::THREADS, 1) attention_fwd_kernel(co
     if (kmin > wq_max) continue;  // no row of this warp sees any key of the tile (warp-uniform)
     const bool need_mask = !(k0 + BN <= p.tk && kmax <= wq_min);
 
-    // S = Q K^T  (16 x BN per warp)
-    float s[BN / 8][4];
+    // S = Q K^T  (16 MT x BN per warp)
+    float s[MT][BN / 8][4];
 #pragma unroll
-    for (int i = 0; i < BN / 8; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
+    for (int m = 0; m < MT; ++m)
+#pragma unroll
+      for (int i = 0; i < BN / 8; ++i) s[m][i][0] = s[m][i][1] = s[m][i][2] = s[m][i][3] = 0.f;
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
+      uint32_t qa[MT][4];  // Q rows of each m-tile as A fragments
+#pragma unroll
+      for (int m = 0; m < MT; ++m)
+        ldsm_x4(qa[m], smem_addr(sQ + (wrow + m * 16 + (lane & 15)) * LDS + kk * 16 + (lane >> 4) * 8));
 #pragma unroll
       for (int nb = 0; nb < BN / 16; ++nb) {
         uint32_t r[4];  // K rows nb*16.. as B fragments of two 8-key blocks
         ldsm_x4(r, smem_addr(sKs + (nb * 16 + (lane & 7) + ((lane >> 4) << 3)) * LDS + kk * 16 +
                              ((lane >> 3) & 1) * 8));
-        mma(s[2 * nb], qf[kk], r[0], r[1]);
-        mma(s[2 * nb + 1], qf[kk], r[2], r[3]);
+#pragma unroll
+        for (int m = 0; m < MT; ++m) {
+          mma(s[m][2 * nb], qa[m], r[0], r[1]);
+          mma(s[m][2 * nb + 1], qa[m], r[2], r[3]);
+        }
       }
     }
 
     if (need_mask) {
 #pragma unroll
-      for (int i = 0; i < BN / 8; ++i)
+      for (int m = 0; m < MT; ++m)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int col = i * 8 + 2 * t + (e & 1);
-          const int qp = e < 2 ? qp0 : qp1;
-          const bool vis = k0 + col < p.tk && kp[col] <= qp && (e < 2 ? valid0 : valid1);
-          if (!vis) s[i][e] = -INFINITY;
-        }
+        for (int i = 0; i < BN / 8; ++i)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int col = i * 8 + 2 * t + (e & 1);
+            const bool vis = k0 + col < p.tk && kp[col] <= qp[m][e / 2] && qv[m][e / 2];
+            if (!vis) s[m][i][e] = -INFINITY;
+          }
     }
 
     // Online softmax (log2 domain). A row that has seen nothing yet keeps m = -inf; it exponentiates against 0
     // so that -inf - -inf never appears.
-    float mx0 = -INFINITY, mx1 = -INFINITY;
+    float corr[MT][2];
+    bool grew = false;  // did any running max of the warp change (else O needs no rescale: corr is exactly 1)
 #pragma unroll
-    for (int i = 0; i < BN / 8; ++i) {
-      mx0 = fmaxf(mx0, fmaxf(s[i][0], s[i][1]));
-      mx1 = fmaxf(mx1, fmaxf(s[i][2], s[i][3]));
-    }
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));  // the 4 lanes of a quad share a row
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-    const float mn0 = fmaxf(m0, mx0 * p.scale_log2), mn1 = fmaxf(m1, mx1 * p.scale_log2);
-    const float mu0 = mn0 == -INFINITY ? 0.f : mn0, mu1 = mn1 == -INFINITY ? 0.f : mn1;
-    const float corr0 = fast_exp2(m0 - mu0), corr1 = fast_exp2(m1 - mu1);  // rescale of the old sums
-    m0 = mn0;
-    m1 = mn1;
-    float rs0 = 0.f, rs1 = 0.f;
+    for (int m = 0; m < MT; ++m)
 #pragma unroll
-    for (int i = 0; i < BN / 8; ++i) {
-      s[i][0] = fast_exp2(fmaf(s[i][0], p.scale_log2, -mu0));
-      s[i][1] = fast_exp2(fmaf(s[i][1], p.scale_log2, -mu0));
-      s[i][2] = fast_exp2(fmaf(s[i][2], p.scale_log2, -mu1));
-      s[i][3] = fast_exp2(fmaf(s[i][3], p.scale_log2, -mu1));
-      rs0 += s[i][0] + s[i][1];
-      rs1 += s[i][2] + s[i][3];
-    }
-    l0 = l0 * corr0 + rs0;
-    l1 = l1 * corr1 + rs1;
+      for (int r = 0; r < 2; ++r) {
+        float mx[BN / 8];  // tree reductions: short dependency chains
 #pragma unroll
-    for (int i = 0; i < D / 8; ++i) {
-      acc_o[i][0] *= corr0;
-      acc_o[i][1] *= corr0;
-      acc_o[i][2] *= corr1;
-      acc_o[i][3] *= corr1;
+        for (int i = 0; i < BN / 8; ++i) mx[i] = fmaxf(s[m][i][2 * r], s[m][i][2 * r + 1]);
+#pragma unroll
+        for (int w = BN / 16; w > 0; w /= 2)
+#pragma unroll
+          for (int i = 0; i < w; ++i) mx[i] = fmaxf(mx[i], mx[i + w]);
+        float mxr = fmaxf(mx[0], __shfl_xor_sync(0xffffffffu, mx[0], 1));  // the 4 lanes of a quad share a row
+        mxr = fmaxf(mxr, __shfl_xor_sync(0xffffffffu, mxr, 2));
+        const float mnew = fmaxf(mrow[m][r], mxr * p.scale_log2);
+        const float muse = mnew == -INFINITY ? 0.f : mnew;
+        corr[m][r] = fast_exp2(mrow[m][r] - muse);  // rescale of the old sum and output
+        grew |= mnew != mrow[m][r];
+        mrow[m][r] = mnew;
+        float rs[BN / 8];
+#pragma unroll
+        for (int i = 0; i < BN / 8; ++i) {
+          s[m][i][2 * r] = fast_exp2(fmaf(s[m][i][2 * r], p.scale_log2, -muse));
+          s[m][i][2 * r + 1] = fast_exp2(fmaf(s[m][i][2 * r + 1], p.scale_log2, -muse));
+          rs[i] = s[m][i][2 * r] + s[m][i][2 * r + 1];
+        }
+#pragma unroll
+        for (int w = BN / 16; w > 0; w /= 2)
+#pragma unroll
+          for (int i = 0; i < w; ++i) rs[i] += rs[i + w];
+        lrow[m][r] = lrow[m][r] * corr[m][r] + rs[0];
+      }
+    // After the first tiles the running max rarely moves: skip the D/4 multiplies per row when no row's did.
+    if (__any_sync(0xffffffffu, grew)) {
+#pragma unroll
+      for (int m = 0; m < MT; ++m)
+#pragma unroll
+        for (int i = 0; i < D / 8; ++i) {
+          acc_o[m][i][0] *= corr[m][0];
+          acc_o[m][i][1] *= corr[m][0];
+          acc_o[m][i][2] *= corr[m][1];
+          acc_o[m][i][3] *= corr[m][1];
+        }
     }
 
     // O += P V: P straight from the S accumulators (C layout of two 8-key blocks = A layout of one 16-key chunk).
 #pragma unroll
     for (int kc = 0; kc < BN / 16; ++kc) {
-      const uint32_t pa[4] = {pack_bf16(s[2 * kc][0], s[2 * kc][1]), pack_bf16(s[2 * kc][2], s[2 * kc][3]),
-                              pack_bf16(s[2 * kc + 1][0], s[2 * kc + 1][1]),
-                              pack_bf16(s[2 * kc + 1][2], s[2 * kc + 1][3])};
+      uint32_t pa[MT][4];
+#pragma unroll
+      for (int m = 0; m < MT; ++m) {
+        pa[m][0] = pack_bf16(s[m][2 * kc][0], s[m][2 * kc][1]);
+        pa[m][1] = pack_bf16(s[m][2 * kc][2], s[m][2 * kc][3]);
+        pa[m][2] = pack_bf16(s[m][2 * kc + 1][0], s[m][2 * kc + 1][1]);
+        pa[m][3] = pack_bf16(s[m][2 * kc + 1][2], s[m][2 * kc + 1][3]);
+      }
 #pragma unroll
       for (int db = 0; db < D / 16; ++db) {
         uint32_t r[4];  // V (keys x d) is row-major B: transpose on load
         ldsm_x4_t(r, smem_addr(sVs + (kc * 16 + (lane & 15)) * LDS + db * 16 + (lane >> 4) * 8));
-        mma(acc_o[2 * db], pa, r[0], r[1]);
-        mma(acc_o[2 * db + 1], pa, r[2], r[3]);
+#pragma unroll
+        for (int m = 0; m < MT; ++m) {
+          mma(acc_o[m][2 * db], pa[m], r[0], r[1]);
+          mma(acc_o[m][2 * db + 1], pa[m], r[2], r[3]);
+        }
       }
     }
   }
   cp_async_wait_all();  // nothing in flight may land in sQ while it is reused below
+  __syncwarp();         // the warp's last ldmatrix of its Q rows precede the staging stores below
 
   // Epilogue: O / l, lse = ln(sum exp(scaled scores)) = m ln2 + ln l; a row that saw nothing gives 0 and -inf.
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-  const float inv0 = l0 > 0.f ? 1.f / l0 : 0.f, inv1 = l1 > 0.f ? 1.f / l1 : 0.f;
-  if (t == 0) {
-    float* lse = p.lse + (int64_t(b) * p.hq + h) * p.tq;  // (B, Hq, Tq)
-    if (valid0) lse[row0] = l0 > 0.f ? m0 * kLn2 + logf(l0) : -INFINITY;
-    if (valid1) lse[row1] = l1 > 0.f ? m1 * kLn2 + logf(l1) : -INFINITY;
-  }
-  // Stage the warp's 16 rows in its own slice of sQ (only this warp read it) so the global stores are 16 B wide.
-  bf16* sO = sQ + warp * 16 * LDS;
+  float* lse = p.lse + (int64_t(b) * p.hq + h) * p.tq;  // (B, Hq, Tq)
+  bf16* sO = sQ + wrow * LDS;  // the warp's own rows of sQ (only this warp read them): staging for 16 B stores
 #pragma unroll
-  for (int i = 0; i < D / 8; ++i) {
-    *reinterpret_cast<uint32_t*>(sO + g * LDS + i * 8 + 2 * t) = pack_bf16(acc_o[i][0] * inv0, acc_o[i][1] * inv0);
-    *reinterpret_cast<uint32_t*>(sO + (g + 8) * LDS + i * 8 + 2 * t) =
-        pack_bf16(acc_o[i][2] * inv1, acc_o[i][3] * inv1);
-  }
+  for (int m = 0; m < MT; ++m)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float l = lrow[m][r];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      const float inv = l > 0.f ? 1.f / l : 0.f;
+      const int row = q0 + wrow + m * 16 + r * 8 + g;
+      if (t == 0 && qv[m][r]) lse[row] = l > 0.f ? mrow[m][r] * kLn2 + logf(l) : -INFINITY;
+#pragma unroll
+      for (int i = 0; i < D / 8; ++i)
+        *reinterpret_cast<uint32_t*>(sO + (m * 16 + r * 8 + g) * LDS + i * 8 + 2 * t) =
+            pack_bf16(acc_o[m][i][2 * r] * inv, acc_o[m][i][2 * r + 1] * inv);
+    }
   __syncwarp();
-  bf16* O = p.o + (int64_t(b) * p.tq + q0 + warp * 16) * ldq + int64_t(h) * D;
-  for (int c = lane; c < 16 * (D / 8); c += 32) {
+  bf16* O = p.o + (int64_t(b) * p.tq + q0 + wrow) * ldq + int64_t(h) * D;
+  for (int c = lane; c < 16 * MT * (D / 8); c += 32) {
     const int r = c / (D / 8), col = (c % (D / 8)) * 8;
-    if (q0 + warp * 16 + r < p.tq)
+    if (q0 + wrow + r < p.tq)
       *reinterpret_cast<uint4*>(O + int64_t(r) * ldq + col) = *reinterpret_cast<const uint4*>(sO + r * LDS + col);
   }
 }
@@ -346,7 +387,6 @@ __global__ void __launch_bounds__(FwdCfg<D>::THREADS, 1) attention_fwd_kernel(co
 // ---------------------------------------------------------------------------------------------------------------
 
 constexpr int kBwdBM = 64;  // query rows per step
-constexpr int kBwdBN = 64;  // keys per CTA (4 warps x 16)
 
 // Workspace layout: dq accumulator fp32 (B, Tq, Hq, d) | delta fp32 (B, Hq, Tq) | query-tile bounds int2 (NQT).
 struct BwdWorkspace {
@@ -414,9 +454,12 @@ struct BwdParams {
   float scale, scale_log2;
 };
 
-template <int D>
+template <int D, int NWARPS>
 struct BwdCfg {
-  static constexpr int BM = kBwdBM, BN = kBwdBN, WARPS = 4, THREADS = 128;
+  static constexpr int BM = kBwdBM, WARPS = NWARPS, THREADS = 32 * WARPS;
+  static constexpr int BN = 16 * WARPS;  // keys per CTA: 16 per warp
+  // dQ = dS K: warps tile (BM, D) as 4 (queries) x WQD (d); DC columns of d per pass keep the accumulator small.
+  static constexpr int WQD = WARPS / 4, DW = D / WQD, DC = DW < 32 ? DW : 32;
   static constexpr int LDS = D + 8;    // padded (rows, d) tiles
   static constexpr int LDS_S = BM + 8; // padded dS^T (keys, queries)
   // K, V, 2 x Q, 2 x dO, dS^T, 2 x (lse, delta, qpos)
@@ -427,9 +470,9 @@ struct BwdCfg {
 //   S^T = K Q^T, P^T = exp2(S^T scale log2e - lse log2e), dP^T = V dO^T, dS^T = P^T (dP^T - delta)
 //   dV += P^T dO, dK += dS^T Q   (registers, over every query tile and every query head of the group)
 //   dQ += dS K                   (dS^T through shared memory, warps then own 16 queries; fp32 atomics)
-template <int D>
-__global__ void __launch_bounds__(BwdCfg<D>::THREADS, 2) attention_bwd_kernel(const BwdParams p) {
-  using C = BwdCfg<D>;
+template <int D, int NWARPS>
+__global__ void __launch_bounds__(BwdCfg<D, NWARPS>::THREADS, 8 / NWARPS) attention_bwd_kernel(const BwdParams p) {
+  using C = BwdCfg<D, NWARPS>;
   constexpr int BM = C::BM, BN = C::BN, LDS = C::LDS, LDS_S = C::LDS_S, NT = C::THREADS;
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* sK = reinterpret_cast<bf16*>(smem);  // (BN, LDS)
@@ -445,7 +488,9 @@ __global__ void __launch_bounds__(BwdCfg<D>::THREADS, 2) attention_bwd_kernel(co
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
-  const int kt = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
+  // Grid (Hkv, B, key tiles), the tile index slowest: key tile 0, which sees every query under causal masking,
+  // starts first on every head (longest job first).
+  const int kt = blockIdx.z, kvh = blockIdx.x, b = blockIdx.y;
   const int group = p.hq / p.hkv;
   const int k0 = kt * BN;
   const int64_t ldq = int64_t(p.hq) * D, ldk = int64_t(p.hkv) * D;  // row strides of (B, T, H, d)
@@ -603,38 +648,40 @@ __global__ void __launch_bounds__(BwdCfg<D>::THREADS, 2) attention_bwd_kernel(co
     if (lane == 0) s_skip[warp] = skip;
     __syncthreads();  // dS^T complete
 
-    // dQ (BM x d) += dS K: warp w now owns queries w*16..w*16+15; key chunks of skipped warps are all zero.
-    const int qrow0 = q0 + warp * 16 + g, qrow1 = qrow0 + 8;
-    if (q0 + warp * 16 < p.tq) {
-      uint32_t sa[BN / 16][4];  // dS as A fragments: (queries, keys) read from dS^T (keys, queries) transposed
-#pragma unroll
-      for (int kc = 0; kc < BN / 16; ++kc)
-        if (!s_skip[kc])
-          ldsm_x4_t(sa[kc], smem_addr(sdS + (kc * 16 + (lane & 7) + ((lane >> 4) << 3)) * LDS_S + warp * 16 +
-                                      ((lane >> 3) & 1) * 8));
+    // dQ (BM x d) += dS K: warp w now owns queries (w % 4)*16.. and d columns (w / 4)*DW..; the key chunks of
+    // skipped warps are all zero (and were not written).
+    constexpr int DW = C::DW, DC = C::DC;
+    const int qw = (warp % 4) * 16, dw0 = (warp / 4) * DW;
+    const int qrow0 = q0 + qw + g, qrow1 = qrow0 + 8;
+    if (q0 + qw < p.tq) {
       float* dq0 = p.dq_acc + ((int64_t(b) * p.tq + qrow0) * p.hq + h) * D;  // (B, Tq, Hq, d)
       float* dq1 = dq0 + 8 * ldq;
 #pragma unroll
-      for (int dc = 0; dc < D / 32; ++dc) {  // 32 columns of d at a time keeps the accumulator small
-        float acc[4][4];
+      for (int dc = 0; dc < DW / DC; ++dc) {
+        float acc[DC / 8][4];
 #pragma unroll
-        for (int i = 0; i < 4; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+        for (int i = 0; i < DC / 8; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
 #pragma unroll
         for (int kc = 0; kc < BN / 16; ++kc) {
           if (s_skip[kc]) continue;
+          uint32_t sa[4];  // dS as A fragment: (queries, keys) read from dS^T (keys, queries) transposed
+          ldsm_x4_t(sa, smem_addr(sdS + (kc * 16 + (lane & 7) + ((lane >> 4) << 3)) * LDS_S + qw +
+                                  ((lane >> 3) & 1) * 8));
 #pragma unroll
-          for (int db = 0; db < 2; ++db) {
+          for (int db = 0; db < DC / 16; ++db) {
             uint32_t r[4];  // K (keys x d) is row-major B: transposed load
-            ldsm_x4_t(r, smem_addr(sK + (kc * 16 + (lane & 15)) * LDS + dc * 32 + db * 16 + (lane >> 4) * 8));
-            mma(acc[2 * db], sa[kc], r[0], r[1]);
-            mma(acc[2 * db + 1], sa[kc], r[2], r[3]);
+            ldsm_x4_t(r, smem_addr(sK + (kc * 16 + (lane & 15)) * LDS + dw0 + dc * DC + db * 16 + (lane >> 4) * 8));
+            mma(acc[2 * db], sa, r[0], r[1]);
+            mma(acc[2 * db + 1], sa, r[2], r[3]);
           }
         }
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const int col = dc * 32 + i * 8 + 2 * t;
-          if (qrow0 < p.tq) atomicAdd(reinterpret_cast<float2*>(dq0 + col), make_float2(acc[i][0] * p.scale, acc[i][1] * p.scale));
-          if (qrow1 < p.tq) atomicAdd(reinterpret_cast<float2*>(dq1 + col), make_float2(acc[i][2] * p.scale, acc[i][3] * p.scale));
+        for (int i = 0; i < DC / 8; ++i) {
+          const int col = dw0 + dc * DC + i * 8 + 2 * t;
+          if (qrow0 < p.tq)
+            atomicAdd(reinterpret_cast<float2*>(dq0 + col), make_float2(acc[i][0] * p.scale, acc[i][1] * p.scale));
+          if (qrow1 < p.tq)
+            atomicAdd(reinterpret_cast<float2*>(dq1 + col), make_float2(acc[i][2] * p.scale, acc[i][3] * p.scale));
         }
       }
     }
@@ -663,25 +710,41 @@ __global__ void __launch_bounds__(BwdCfg<D>::THREADS, 2) attention_bwd_kernel(co
 void check_dims(const AttentionDims& d, const char* what) {
   if (d.d != 32 && d.d != 64 && d.d != 128) fail("head dim must be 32, 64 or 128", what, __FILE__, __LINE__);
   if (d.hkv <= 0 || d.hq % d.hkv != 0) fail("Hq must be a multiple of Hkv", what, __FILE__, __LINE__);
-  if (d.tq > INT_MAX / 2 || d.tk > INT_MAX / 2) fail("sequence too long", what, __FILE__, __LINE__);
+  // Query / key tiles index gridDim.z (at most 65535 tiles of 64 or more rows).
+  if (d.tq > 65535LL * 64 || d.tk > 65535LL * 64) fail("sequence too long (> 4M tokens)", what, __FILE__, __LINE__);
 }
 
 template <int D>
 void launch_forward(const FwdParams& p, int64_t tq, cudaStream_t stream) {
   using C = FwdCfg<D>;
   CUDA_CHECK(cudaFuncSetAttribute(attention_fwd_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM));
-  const dim3 grid(unsigned((tq + C::BM - 1) / C::BM), unsigned(p.hq), unsigned(p.batch));
+  const dim3 grid(unsigned(p.hq), unsigned(p.batch), unsigned((tq + C::BM - 1) / C::BM));
   attention_fwd_kernel<D><<<grid, C::THREADS, C::SMEM, stream>>>(p);
   CUDA_CHECK_LAUNCH();
 }
 
+template <int D, int NWARPS>
+void launch_backward_cfg(const BwdParams& p, int64_t tk, cudaStream_t stream) {
+  using C = BwdCfg<D, NWARPS>;
+  CUDA_CHECK(cudaFuncSetAttribute(attention_bwd_kernel<D, NWARPS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  C::SMEM));
+  const dim3 grid(unsigned(p.hkv), unsigned(p.batch), unsigned((tk + C::BN - 1) / C::BN));
+  attention_bwd_kernel<D, NWARPS><<<grid, C::THREADS, C::SMEM, stream>>>(p);
+  CUDA_CHECK_LAUNCH();
+}
+
+// 4 warps (64 keys, two CTAs per SM) or 8 warps (128 keys, half the dQ atomics per FLOP); MSA_ATTN_BWD_WARPS
+// overrides the default for benchmarking.
 template <int D>
 void launch_backward(const BwdParams& p, int64_t tk, cudaStream_t stream) {
-  using C = BwdCfg<D>;
-  CUDA_CHECK(cudaFuncSetAttribute(attention_bwd_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM));
-  const dim3 grid(unsigned((tk + C::BN - 1) / C::BN), unsigned(p.hkv), unsigned(p.batch));
-  attention_bwd_kernel<D><<<grid, C::THREADS, C::SMEM, stream>>>(p);
-  CUDA_CHECK_LAUNCH();
+  static const int warps = [] {
+    const char* e = std::getenv("MSA_ATTN_BWD_WARPS");
+    return e ? std::atoi(e) : 8;
+  }();
+  if (warps == 4)
+    launch_backward_cfg<D, 4>(p, tk, stream);
+  else
+    launch_backward_cfg<D, 8>(p, tk, stream);
 }
 
 }  // namespace

@@ -48,6 +48,9 @@ __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool v
 __device__ __forceinline__ void cp_async4(uint32_t dst, const void* src, bool valid) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 4 : 0));
 }
+__device__ __forceinline__ void cp_async8(uint32_t dst, const void* src) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(dst), "l"(src));
+}
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
 
@@ -388,9 +391,10 @@ __global__ void __launch_bounds__(FwdCfg<D>::THREADS, 2) attention_fwd_kernel(co
 
 constexpr int kBwdBM = 64;  // query rows per step
 
-// Workspace layout: dq accumulator fp32 (B, Tq, Hq, d) | delta fp32 (B, Hq, Tq) | query-tile bounds int2 (NQT).
+// Workspace layout: dq accumulator fp32 (B, Tq, Hq, d) | delta fp32 (B, Hq, Tq) | lse log2(e) fp32 (B, Hq, Tq) |
+// query-tile bounds int2 (NQT).
 struct BwdWorkspace {
-  size_t dq_off, delta_off, qb_off, total;
+  size_t dq_off, delta_off, lse2_off, qb_off, total;
 };
 inline size_t align256(size_t x) { return (x + 255) / 256 * 256; }
 BwdWorkspace bwd_workspace(const AttentionDims& d) {
@@ -398,14 +402,15 @@ BwdWorkspace bwd_workspace(const AttentionDims& d) {
   const size_t nqt = (d.tq + kBwdBM - 1) / kBwdBM;
   w.dq_off = 0;
   w.delta_off = align256(size_t(d.batch * d.tq * d.hq * d.d) * sizeof(float));
-  w.qb_off = w.delta_off + align256(size_t(d.batch * d.hq * d.tq) * sizeof(float));
+  w.lse2_off = w.delta_off + align256(size_t(d.batch * d.hq * d.tq) * sizeof(float));
+  w.qb_off = w.lse2_off + align256(size_t(d.batch * d.hq * d.tq) * sizeof(float));
   w.total = w.qb_off + align256(nqt * sizeof(int2));
   return w;
 }
 
-// delta[b, h, i] = sum_d dO[b, i, h, :] . O[b, i, h, :]  (one warp per row)
-__global__ void attention_bwd_delta_kernel(float* delta, const bf16* dout, const bf16* o, int64_t rows, int tq,
-                                           int hq, int d) {
+// delta[b, h, i] = sum_d dO[b, i, h, :] . O[b, i, h, :]  (one warp per row); lse2 = lse log2(e) (the exp2 domain)
+__global__ void attention_bwd_delta_kernel(float* delta, float* lse2, const float* lse, const bf16* dout,
+                                           const bf16* o, int64_t rows, int tq, int hq, int d) {
   const int64_t row = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;  // row = (b, i, h) of (B, Tq, Hq)
   const int lane = threadIdx.x % 32;
   if (row >= rows) return;
@@ -420,6 +425,7 @@ __global__ void attention_bwd_delta_kernel(float* delta, const bf16* dout, const
   if (lane == 0) {
     const int64_t h = row % hq, i = (row / hq) % tq, b = row / (int64_t(hq) * tq);
     delta[(b * hq + h) * tq + i] = sum;
+    lse2[(b * hq + h) * tq + i] = lse[(b * hq + h) * tq + i] * kLog2e;
   }
 }
 
@@ -446,7 +452,7 @@ __global__ void attention_bwd_dq_convert_kernel(bf16* dq, const float* acc, int6
 struct BwdParams {
   bf16 *dk, *dv;
   float* dq_acc;
-  const float *lse, *delta;
+  const float *lse2, *delta;  // (B, Hq, Tq): lse log2(e), rowsum(dO O)
   const int2* qbounds;
   const bf16 *q, *k, *v, *dout;
   const int32_t *qpos, *kpos;
@@ -463,7 +469,7 @@ struct BwdCfg {
   static constexpr int LDS = D + 8;    // padded (rows, d) tiles
   static constexpr int LDS_S = BM + 8; // padded dS^T (keys, queries)
   // K, V, 2 x Q, 2 x dO, dS^T, 2 x (lse, delta, qpos)
-  static constexpr int SMEM = (2 * BN + 4 * BM) * LDS * 2 + BN * LDS_S * 2 + 2 * 3 * BM * 4;
+  static constexpr int SMEM = (2 * BN + 4 * BM) * LDS * 2 + BN * LDS_S * 2 + 2 * 3 * BM * 4 + 2 * 8;
 };
 
 // One CTA per (key tile, KV head, batch). Warps own 16 keys each and work on the transposed problem:
@@ -483,6 +489,7 @@ __global__ void __launch_bounds__(BwdCfg<D, NWARPS>::THREADS, 8 / NWARPS) attent
   float* sLse = reinterpret_cast<float*>(sdS + BN * LDS_S);  // 2 stages x BM
   float* sDelta = sLse + 2 * BM;                             // 2 stages x BM
   int32_t* sQpos = reinterpret_cast<int32_t*>(sDelta + 2 * BM);  // 2 stages x BM
+  int2* sQb = reinterpret_cast<int2*>(sQpos + 2 * BM);            // 2 stages: the query tile's position bounds
   __shared__ int s_red[2][C::WARPS];
   __shared__ int s_skip[C::WARPS];
 
@@ -544,10 +551,11 @@ __global__ void __launch_bounds__(BwdCfg<D, NWARPS>::THREADS, 8 / NWARPS) attent
     const int64_t so = (int64_t(b) * p.hq + h) * p.tq + q0;  // (B, Hq, Tq)
     for (int r = threadIdx.x; r < BM; r += NT) {
       const bool valid = q0 + r < p.tq;
-      cp_async4(smem_addr(sLse + stage * BM + r), valid ? p.lse + so + r : p.lse, valid);
+      cp_async4(smem_addr(sLse + stage * BM + r), valid ? p.lse2 + so + r : p.lse2, valid);
       cp_async4(smem_addr(sDelta + stage * BM + r), valid ? p.delta + so + r : p.delta, valid);
       cp_async4(smem_addr(sQpos + stage * BM + r), valid ? p.qpos + q0 + r : p.qpos, valid);
     }
+    if (threadIdx.x == NT - 1) cp_async8(smem_addr(sQb + stage), p.qbounds + q0 / BM);  // no global load per step
   };
 
   float acc_dk[D / 8][4], acc_dv[D / 8][4];  // rows: the warp's keys g, g+8; columns: d
@@ -571,7 +579,7 @@ __global__ void __launch_bounds__(BwdCfg<D, NWARPS>::THREADS, 8 / NWARPS) attent
     const float* lse = sLse + stage * BM;
     const float* dlt = sDelta + stage * BM;
     const int32_t* qp = sQpos + stage * BM;
-    const int2 qb = p.qbounds[qt];
+    const int2 qb = sQb[stage];
     const bool skip = wk_min > qb.y;  // none of the warp's keys is visible to any query of the tile
     const bool need_mask = !(warp_keys_full && q0 + BM <= p.tq && wk_max <= qb.x);
 
@@ -603,7 +611,7 @@ __global__ void __launch_bounds__(BwdCfg<D, NWARPS>::THREADS, 8 / NWARPS) attent
 #pragma unroll
       for (int i = 0; i < BM / 8; ++i) {
         const int col = i * 8 + 2 * t;  // query within the tile
-        const float2 l2 = make_float2(lse[col] * kLog2e, lse[col + 1] * kLog2e);
+        const float2 l2 = make_float2(lse[col], lse[col + 1]);  // already lse log2(e)
         const float2 dl = make_float2(dlt[col], dlt[col + 1]);
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
@@ -775,20 +783,21 @@ void attention_backward(__nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv,
   char* ws = static_cast<char*>(workspace);
   float* dq_acc = reinterpret_cast<float*>(ws + w.dq_off);
   float* delta = reinterpret_cast<float*>(ws + w.delta_off);
+  float* lse2 = reinterpret_cast<float*>(ws + w.lse2_off);
   int2* qb = reinterpret_cast<int2*>(ws + w.qb_off);
   const int64_t nq = dims.batch * dims.tq * dims.hq * dims.d;  // elements of q / dq
   if (nq > 0) {
     CUDA_CHECK(cudaMemsetAsync(dq_acc, 0, size_t(nq) * sizeof(float), stream));
     const int64_t rows = dims.batch * dims.tq * dims.hq;
     attention_bwd_delta_kernel<<<unsigned((rows * 32 + 255) / 256), 256, 0, stream>>>(
-        delta, dout, o, rows, int(dims.tq), int(dims.hq), int(dims.d));
+        delta, lse2, lse, dout, o, rows, int(dims.tq), int(dims.hq), int(dims.d));
     CUDA_CHECK_LAUNCH();
     const int64_t nqt = (dims.tq + kBwdBM - 1) / kBwdBM;
     attention_bwd_qbounds_kernel<<<unsigned((nqt + 127) / 128), 128, 0, stream>>>(qb, qpos, int(dims.tq));
     CUDA_CHECK_LAUNCH();
   }
   if (dims.tk > 0) {
-    BwdParams p{dk, dv, dq_acc, lse, delta, qb, q, k, v, dout, qpos, kpos, int(dims.batch), int(dims.tq),
+    BwdParams p{dk, dv, dq_acc, lse2, delta, qb, q, k, v, dout, qpos, kpos, int(dims.batch), int(dims.tq),
                 int(dims.tk), int(dims.hq), int(dims.hkv), dims.scale, dims.scale * kLog2e};
     switch (dims.d) {
       case 32: launch_backward<32>(p, dims.tk, stream); break;

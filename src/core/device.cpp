@@ -39,4 +39,14 @@ void synchronize(Device d) {
 #endif
 }
 
+double device_memory_used_gib(Device d) {
+#if MSATRAIN_HAVE_CUDA
+  if (d == Device::cuda) {
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) return double(total_b - free_b) / double(1ull << 30);
+  }
+#endif
+  return 0.0;
+}
+
 }  // namespace msa

@@ -16,5 +16,7 @@ DType compute_dtype(Device d);
 std::string bind_gpu();
 // Waits for the GPU's queued work (timings); no-op on the CPU.
 void synchronize(Device d);
+// GPU memory in use on this process's device (all processes, as the driver reports it), in GiB; 0 on the CPU.
+double device_memory_used_gib(Device d);
 
 }  // namespace msa

@@ -196,6 +196,7 @@ void Trainer::log_step(int64_t step, const StepStats& s, double tokens_per_s) {
     j.add("kl_loss", s.kl_loss).add("index_grad_norm", s.index_grad_norm).add("selected_share", s.selected_share);
     if (s.index_recall >= 0) j.add("index_recall", s.index_recall);
   }
+  if (cfg_.device == "cuda") j.add("gpu_mem_gib", device_memory_used_gib(Device::cuda));
   j.add("elapsed_s", elapsed);
   metrics_.write(j);
   std::string msa;

@@ -19,9 +19,13 @@ g++ -o $B/test_attention $B/test.o $B/attention.o $B/cuda_check.o $B/device_quer
   -lgtest -lgtest_main -lcudart -lpthread || exit 1
 $NVCC $ARCH -o $B/bench_attention $B/bench_main.o $B/attention.o || exit 1
 $B/test_attention 2>&1 | tee $OUT/tests.log | grep -E "^\[attention\]|FAILED|PASSED|Failure|error" 
-MSA_ATTN_BWD_WARPS=8 $B/test_attention 2>&1 | tee $OUT/tests_w8.log | grep -E "FAILED|PASSED|Failure|error"
+# The non-default variants (benchmark switches) must pass too.
+MSA_ATTN_BWD_SPLIT=0 $B/test_attention 2>&1 | tee $OUT/tests_nosplit.log | grep -E "FAILED|PASSED|Failure|error"
+MSA_ATTN_BWD_SPLIT=1 MSA_ATTN_BWD_WARPS=4 $B/test_attention 2>&1 | tee $OUT/tests_w4.log | grep -E "FAILED|PASSED|Failure|error"
+MSA_ATTN_FWD_BN=32 $B/test_attention 2>&1 | tee $OUT/tests_bn32.log | grep -E "FAILED|PASSED|Failure|error"
 $B/bench_attention "$@" 2>&1 | tee $OUT/bench.log
-MSA_ATTN_BWD_WARPS=8 $B/bench_attention "$@" 2>&1 | sed 's/^ours/ours_w8/' | tee -a $OUT/bench.log
+MSA_ATTN_FWD_BN=32 MSA_ATTN_BWD_WARPS=4 $B/bench_attention "$@" 2>&1 | sed 's/^ours/ours_bn32_w4/' | tee -a $OUT/bench.log
+MSA_ATTN_BWD_SPLIT=0 $B/bench_attention 2>&1 | sed 's/^ours/ours_nosplit/' | tee -a $OUT/bench.log
 PYTHONUNBUFFERED=1 python3 tools/bench_attention.py "$@" 2>&1 | tee -a $OUT/bench.log
 if [[ " $* " == *" --ncu "* ]]; then
   # The first 16K launch of each kernel (the 4K shape launches each kernel 46 / 23 times before it): duration,
@@ -37,4 +41,4 @@ if [[ " $* " == *" --ncu "* ]]; then
   done
 fi
 echo "=== table: impl B T Hq Hkv d fwd_ms fwd_TFLOPs fwdbwd_ms fwdbwd_TFLOPs ==="
-grep -E "^(ours|ours_w8|sdpa) " $OUT/bench.log
+grep -E "^(ours|ours_bn32_w4|ours_nosplit|sdpa) " $OUT/bench.log

@@ -3,6 +3,7 @@
 //   forward  o: rel_error < 1e-2; lse: |err| < 1e-3 * max(1, |lse|), -inf exactly where a query sees no key
 //   backward dq, dk, dv: rel_error < 2e-2 each
 #include <algorithm>
+#include <cstdio>
 #include <limits>
 #include <numeric>
 #include <random>

@@ -44,6 +44,12 @@ mem_min=$(metric "$run/metrics.jsonl" gpu_mem_gib | sort -g | head -1)
 mem_max=$(metric "$run/metrics.jsonl" gpu_mem_gib | sort -g | tail -1)
 params=$(grep -oE "^msatrain: [0-9]+ parameters" "$OUT/msatrain.log" | grep -oE "[0-9]+")
 
+echo "== where the GPU time goes: 6 steps with MSATRAIN_PROFILE_OPS=1 (events around every op; a little slower)"
+MSATRAIN_PROFILE_OPS=1 build-gpu/msatrain train --config configs/gpu_small.yaml --set train.steps=6 \
+  --set train.warmup_steps=2 --set train.batch_tokens=16384 --set train.log_every=1 --set eval.every=0 \
+  --set eval.sequences=4 --set checkpoint.every=0 --set run.dir="$OUT/run_profile" >"$OUT/profile.log" 2>&1
+sed -n '/GPU time by op/,$p' "$OUT/profile.log" | head -40
+
 echo "== two ranks on one GPU (host-staged allreduce) vs one rank, 5 steps"
 small=(--set model.n_layers=2 --set model.seq_len=1024 --set train.batch_tokens=8192 --set train.micro_batch=2
        --set train.steps=5 --set train.warmup_steps=2 --set train.log_every=1 --set eval.every=0 --set eval.sequences=4

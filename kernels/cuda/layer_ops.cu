@@ -101,15 +101,18 @@ __global__ void embedding_backward_kernel(float* dtable, const bf16* dout, const
 }
 
 // ---- Cross-entropy: one block per row; the row is read twice (statistics, then gradient), in bf16.
-__global__ void cross_entropy_kernel(float* losses, bf16* logits, const int32_t* targets, int64_t v, float grad_scale) {
+__global__ void cross_entropy_kernel(float* losses, bf16* logits, const int32_t* targets, int64_t v, int64_t stride,
+                                     float grad_scale) {
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x;
-  bf16* z = logits + row * v;
+  bf16* z = logits + row * stride;
   const int32_t tgt = targets[row];
+  if (grad_scale != 0.0f)
+    for (int64_t j = v + threadIdx.x; j < stride; j += blockDim.x) z[j] = from_f32<bf16>(0.0f);
   if (tgt < 0) {
     if (threadIdx.x == 0) losses[row] = 0.0f;
     if (grad_scale != 0.0f)
-      for (int64_t j = threadIdx.x; j < v; j += blockDim.x) z[j] = from_f32<bf16>(0.0f);
+      for (int64_t j = threadIdx.x; j < stride; j += blockDim.x) z[j] = from_f32<bf16>(0.0f);
     return;
   }
   // Online max and sum of exp per thread, then combined over the block.
@@ -196,9 +199,10 @@ void embedding_backward(float* dtable, const bf16* dout, const int32_t* ids, int
   launch_flat(embedding_backward_kernel, n * c, dtable, dout, ids, n, c);
 }
 
-void cross_entropy(float* losses, bf16* logits, const int32_t* targets, int64_t n, int64_t v, float grad_scale) {
+void cross_entropy(float* losses, bf16* logits, const int32_t* targets, int64_t n, int64_t v, int64_t stride,
+                   float grad_scale) {
   if (n == 0) return;
-  cross_entropy_kernel<<<unsigned(n), 512, 0, compute_stream()>>>(losses, logits, targets, v, grad_scale);
+  cross_entropy_kernel<<<unsigned(n), 512, 0, compute_stream()>>>(losses, logits, targets, v, stride, grad_scale);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -27,9 +27,11 @@ void swiglu_backward(bf16_t* dgu, const bf16_t* dh, const bf16_t* gu, int64_t n,
 void embedding_forward(bf16_t* out, const bf16_t* table, const int32_t* ids, int64_t n, int64_t c);
 void embedding_backward(float* dtable, const bf16_t* dout, const int32_t* ids, int64_t n, int64_t c);
 
-// kernels/cpu/cross_entropy.h. losses (N) f32; logits (N, V) bf16 replaced by grad_scale * (softmax - onehot)
-// when grad_scale != 0. Targets < 0 are ignored (loss 0, gradient 0). Never forms fp32 logits in memory.
-void cross_entropy(float* losses, bf16_t* logits, const int32_t* targets, int64_t n, int64_t v, float grad_scale);
+// kernels/cpu/cross_entropy.h. losses (N) f32; logits (N, stride) bf16, the first v columns the vocabulary, the
+// rest padding; replaced by grad_scale * (softmax - onehot) (0 in the padding) when grad_scale != 0. Targets < 0
+// are ignored (loss 0, gradient 0). Never forms fp32 logits in memory.
+void cross_entropy(float* losses, bf16_t* logits, const int32_t* targets, int64_t n, int64_t v, int64_t stride,
+                   float grad_scale);
 
 // kernels/cpu/adamw.h on fp32 master weights p, moments m, v and gradient g; value (bf16, may be null) gets the
 // rounded new weights in the same pass.

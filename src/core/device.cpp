@@ -7,6 +7,7 @@
 
 #include "kernels/cuda/device_query.h"
 #include "kernels/cuda/memory.h"
+#include "kernels/cuda/op_profile.h"
 #include "kernels/cuda/runtime.h"
 #endif
 
@@ -47,6 +48,14 @@ double device_memory_used_gib(Device d) {
   }
 #endif
   return 0.0;
+}
+
+std::string device_profile_report() {
+#if MSATRAIN_HAVE_CUDA
+  return cuda::profile_report();
+#else
+  return "";
+#endif
 }
 
 }  // namespace msa

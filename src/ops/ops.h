@@ -60,9 +60,10 @@ void swiglu_backward(Tensor& dgu, const Tensor& dh, const Tensor& gu);
 void embedding_forward(Tensor& out, const Tensor& table, const Tensor& ids);
 void embedding_backward(Tensor& dtable, const Tensor& dout, const Tensor& ids);
 
-// losses (N) from logits (N, V) and targets (N, int32, < 0 = ignored); when grad_scale != 0 the logits are
-// replaced by the gradient of grad_scale * sum(losses).
-void cross_entropy(Tensor& losses, Tensor& logits, const Tensor& targets, double grad_scale);
+// losses (N) from logits (N, Vp) and targets (N, int32, < 0 = ignored); when grad_scale != 0 the logits are
+// replaced by the gradient of grad_scale * sum(losses). Columns from vocab on are padding (vocab <= 0: none):
+// left out of the softmax, gradient 0.
+void cross_entropy(Tensor& losses, Tensor& logits, const Tensor& targets, double grad_scale, int64_t vocab = 0);
 
 // dst[:, dst_col : dst_col + width] = src[:, src_col : src_col + width] for 2-D views (N, *) of the same N.
 void copy_columns(Tensor& dst, int64_t dst_col, const Tensor& src, int64_t src_col, int64_t width);

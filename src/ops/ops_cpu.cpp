@@ -229,15 +229,15 @@ void embedding_backward(Tensor& dtable, const Tensor& dout, const Tensor& ids) {
   });
 }
 
-void cross_entropy(Tensor& losses, Tensor& logits, const Tensor& targets, double grad_scale) {
-  const int64_t n = rows(logits), v = logits.dim(-1);
-  MSA_CHECK(losses.numel() == n && targets.numel() == n, "cross_entropy shapes");
-  ON_GPU(logits, gpu::cross_entropy(losses, logits, targets, grad_scale));
+void cross_entropy(Tensor& losses, Tensor& logits, const Tensor& targets, double grad_scale, int64_t vocab) {
+  const int64_t n = rows(logits), stride = logits.dim(-1), v = vocab > 0 ? vocab : stride;
+  MSA_CHECK(losses.numel() == n && targets.numel() == n && v <= stride, "cross_entropy shapes");
+  ON_GPU(logits, gpu::cross_entropy(losses, logits, targets, grad_scale, v));
   const int32_t* t = targets.data<int32_t>();
   for (int64_t i = 0; i < n; ++i) MSA_CHECK(t[i] < v, "target id " << t[i] << " outside the vocabulary of " << v);
   dispatch_float(logits, [&](auto tag) {
     using T = decltype(tag);
-    cpu::cross_entropy<T>(losses.data<T>(), logits.data<T>(), t, n, v, T(grad_scale));
+    cpu::cross_entropy<T>(losses.data<T>(), logits.data<T>(), t, n, v, stride, T(grad_scale));
   });
 }
 

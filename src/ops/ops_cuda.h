@@ -19,7 +19,7 @@ void swiglu_forward(Tensor& h, const Tensor& gu);
 void swiglu_backward(Tensor& dgu, const Tensor& dh, const Tensor& gu);
 void embedding_forward(Tensor& out, const Tensor& table, const Tensor& ids);
 void embedding_backward(Tensor& dtable, const Tensor& dout, const Tensor& ids);
-void cross_entropy(Tensor& losses, Tensor& logits, const Tensor& targets, double grad_scale);
+void cross_entropy(Tensor& losses, Tensor& logits, const Tensor& targets, double grad_scale, int64_t vocab);
 void copy_columns(Tensor& dst, int64_t dst_col, const Tensor& src, int64_t src_col, int64_t width);
 void convert(Tensor& dst, const Tensor& src);
 void add_inplace(Tensor& y, const Tensor& x, double alpha);

@@ -252,6 +252,8 @@ double Trainer::run() {
     }
     if (checkpoint_after_step(step + 1, signals, last_log)) break;
   }
+  const std::string profile = device_profile_report();
+  if (is_root() && !profile.empty()) std::printf("%s", profile.c_str());
   return val_loss;
 }
 

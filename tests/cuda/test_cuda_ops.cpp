@@ -137,6 +137,16 @@ TEST(CudaOps, CrossEntropyLossesAndGradientOverALargeVocabulary) {
   expect_close(losses.gpu, losses.cpu, 1e-5, "losses");
   EXPECT_EQ(floats(losses.gpu)[2], 0.0f);
   expect_close(logits.gpu, logits.cpu, 1e-2, "dlogits");
+
+  // The model's padded layout: 50257 vocabulary columns in rows of 50304; the padding gets gradient 0.
+  const int64_t vp = 50304;
+  Pair padded = random_pair({n, vp}, DType::bf16, 18, 3.0f);
+  ops::cross_entropy(losses.gpu, padded.gpu, ints(tgt, Device::cuda), scale, v);
+  ops::cross_entropy(losses.cpu, padded.cpu, ints(tgt, Device::cpu), scale, v);
+  expect_close(losses.gpu, losses.cpu, 1e-5, "padded losses");
+  expect_close(padded.gpu, padded.cpu, 1e-2, "padded dlogits");
+  const std::vector<float> g = floats(padded.gpu);
+  for (int64_t j = v; j < vp; ++j) ASSERT_EQ(g[size_t(j)], 0.0f) << "padding column " << j;
 }
 
 TEST(CudaOps, ElementwiseAndReductions) {

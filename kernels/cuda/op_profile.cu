@@ -51,6 +51,17 @@ OpScope::~OpScope() {
   if (slot_ >= 0) cudaEventRecord(profile().records[size_t(slot_)].stop, compute_stream());
 }
 
+void profile_reset() {
+  Profile& p = profile();
+  if (!p.enabled) return;
+  CUDA_CHECK(cudaStreamSynchronize(compute_stream()));
+  for (Record& r : p.records) {
+    cudaEventDestroy(r.start);
+    cudaEventDestroy(r.stop);
+  }
+  p.records.clear();
+}
+
 std::string profile_report() {
   Profile& p = profile();
   if (!p.enabled || p.records.empty()) return "";

@@ -50,6 +50,12 @@ double device_memory_used_gib(Device d) {
   return 0.0;
 }
 
+void device_profile_reset() {
+#if MSATRAIN_HAVE_CUDA
+  cuda::profile_reset();
+#endif
+}
+
 std::string device_profile_report() {
 #if MSATRAIN_HAVE_CUDA
   return cuda::profile_report();

@@ -20,5 +20,6 @@ void synchronize(Device d);
 double device_memory_used_gib(Device d);
 // The per-op GPU time table when MSATRAIN_PROFILE_OPS=1 (kernels/cuda/op_profile.h), else "".
 std::string device_profile_report();
+void device_profile_reset();
 
 }  // namespace msa

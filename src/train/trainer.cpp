@@ -231,6 +231,7 @@ double Trainer::run() {
   StopSignals signals;  // SIGTERM/SIGINT: finish the step, save, return
   for (int64_t step = start_step_; step < cfg_.train.steps; ++step) {
     StepStats s = train_step(step);
+    if (step == start_step_) device_profile_reset();  // the op table covers the steady state only
     tokens_since_log += global_tokens_;
     const bool last = step + 1 == cfg_.train.steps;
     if ((step + 1) % cfg_.train.log_every == 0 || last || s.skipped) {

@@ -64,6 +64,23 @@ __global__ void rope_kernel(bf16* x, const float* cos, const float* sin, int64_t
   }
 }
 
+// One thread per output element: it reads its element and its RoPE partner (2 loads, 1 store).
+__global__ void rope_copy_columns_kernel(bf16* dst, int64_t dst_cols, int64_t dst_col, const bf16* src,
+                                         int64_t src_cols, int64_t src_col, int64_t rows, int64_t width, int64_t d,
+                                         const float* cos, const float* sin, int64_t t, int64_t half, float sign) {
+  const int64_t total = rows * width;
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t n = e / width, j = e % width, i = j % d;
+    const bf16* x = src + n * src_cols + src_col + (j - i);
+    const int64_t tab = (n % t) * half;
+    float out;
+    if (i < half) out = to_f32(x[i]) * cos[tab + i] - to_f32(x[i + half]) * sign * sin[tab + i];
+    else if (i < 2 * half) out = to_f32(x[i - half]) * sign * sin[tab + i - half] + to_f32(x[i]) * cos[tab + i - half];
+    else out = to_f32(x[i]);
+    dst[n * dst_cols + dst_col + j] = from_f32<bf16>(out);
+  }
+}
+
 // ---- SwiGLU.
 __device__ __forceinline__ float sigmoidf(float v) { return 1.0f / (1.0f + __expf(-v)); }
 
@@ -139,6 +156,58 @@ __global__ void cross_entropy_kernel(float* losses, bf16* logits, const int32_t*
   }
 }
 
+// The same with 16-byte loads and stores (8 bf16 per access) when rows are 16-byte aligned (stride % 8 == 0, as
+// the model's padded vocabulary guarantees): the kernel is bound by reading the logits twice and writing them once.
+__global__ void cross_entropy_vec8_kernel(float* losses, bf16* logits, const int32_t* targets, int64_t v,
+                                          int64_t stride, float grad_scale) {
+  __shared__ float scratch[32];
+  const int64_t row = blockIdx.x, chunks = stride / 8;
+  bf16* z = logits + row * stride;
+  uint4* zv = reinterpret_cast<uint4*>(z);
+  const int32_t tgt = targets[row];
+  if (tgt < 0) {
+    if (threadIdx.x == 0) losses[row] = 0.0f;
+    if (grad_scale != 0.0f)
+      for (int64_t c = threadIdx.x; c < chunks; c += blockDim.x) zv[c] = make_uint4(0, 0, 0, 0);
+    return;
+  }
+  float m = -INFINITY, s = 0.0f;
+  for (int64_t c = threadIdx.x; c < chunks; c += blockDim.x) {
+    const uint4 raw = zv[c];
+    const bf16* e = reinterpret_cast<const bf16*>(&raw);
+    float x[8], cm = -INFINITY;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      x[k] = c * 8 + k < v ? to_f32(e[k]) : -INFINITY;  // padding columns are not in the softmax
+      cm = fmaxf(cm, x[k]);
+    }
+    if (cm == -INFINITY) continue;
+    const float nm = fmaxf(m, cm);
+    s *= __expf(m - nm);  // m = -inf the first time: exp(-inf) = 0 and s is 0 anyway
+#pragma unroll
+    for (int k = 0; k < 8; ++k) s += __expf(x[k] - nm);
+    m = nm;
+  }
+  const float row_max = block_max(m, scratch);
+  const float row_sum = block_sum(m == -INFINITY ? 0.0f : s * __expf(m - row_max), scratch);
+  const float lse = row_max + logf(row_sum);
+  const float z_tgt = to_f32(z[tgt]);
+  __syncthreads();  // everyone has read z[tgt] before it is overwritten
+  if (threadIdx.x == 0) losses[row] = lse - z_tgt;
+  if (grad_scale == 0.0f) return;
+  for (int64_t c = threadIdx.x; c < chunks; c += blockDim.x) {
+    uint4 raw = zv[c];
+    bf16* e = reinterpret_cast<bf16*>(&raw);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      const int64_t j = c * 8 + k;
+      const float p = j < v ? __expf(to_f32(e[k]) - lse) : 0.0f;
+      e[k] = from_f32<bf16>((p - (j == tgt ? 1.0f : 0.0f)) * grad_scale);
+    }
+    zv[c] = raw;
+  }
+}
+
 // ---- AdamW (decoupled weight decay), fp32 state; also writes the bf16 compute copy.
 __global__ void adamw_kernel(float* p, float* m, float* v, const float* g, bf16* value, int64_t n, float lr, float b1,
                              float b2, float eps, float wd, float bc1, float bc2, float gs) {
@@ -187,6 +256,13 @@ void rope(bf16* x, const float* cos, const float* sin, int64_t b, int64_t t, int
   launch_flat(rope_kernel, b * t * h * (r / 2), x, cos, sin, b * t * h, t, h, d, r / 2, inverse ? -1.0f : 1.0f);
 }
 
+void rope_copy_columns(bf16* dst, int64_t dst_cols, int64_t dst_col, const bf16* src, int64_t src_cols,
+                       int64_t src_col, int64_t rows, int64_t width, int64_t d, const float* cos, const float* sin,
+                       int64_t t, int64_t r, bool inverse) {
+  launch_flat(rope_copy_columns_kernel, rows * width, dst, dst_cols, dst_col, src, src_cols, src_col, rows, width, d,
+              cos, sin, t, r / 2, inverse ? -1.0f : 1.0f);
+}
+
 void swiglu_forward(bf16* h, const bf16* gu, int64_t n, int64_t f) { launch_flat(swiglu_forward_kernel, n * f, h, gu, n, f); }
 void swiglu_backward(bf16* dgu, const bf16* dh, const bf16* gu, int64_t n, int64_t f) {
   launch_flat(swiglu_backward_kernel, n * f, dgu, dh, gu, n, f);
@@ -202,7 +278,10 @@ void embedding_backward(float* dtable, const bf16* dout, const int32_t* ids, int
 void cross_entropy(float* losses, bf16* logits, const int32_t* targets, int64_t n, int64_t v, int64_t stride,
                    float grad_scale) {
   if (n == 0) return;
-  cross_entropy_kernel<<<unsigned(n), 512, 0, compute_stream()>>>(losses, logits, targets, v, stride, grad_scale);
+  if (stride % 8 == 0 && reinterpret_cast<uintptr_t>(logits) % 16 == 0)
+    cross_entropy_vec8_kernel<<<unsigned(n), 512, 0, compute_stream()>>>(losses, logits, targets, v, stride, grad_scale);
+  else
+    cross_entropy_kernel<<<unsigned(n), 512, 0, compute_stream()>>>(losses, logits, targets, v, stride, grad_scale);
   CUDA_CHECK_LAUNCH();
 }
 

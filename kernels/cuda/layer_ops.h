@@ -19,6 +19,11 @@ void rmsnorm_backward(bf16_t* dx, float* dw, const bf16_t* dy, const bf16_t* x, 
 void rope(bf16_t* x, const float* cos, const float* sin, int64_t b, int64_t t, int64_t h, int64_t d, int64_t r,
           bool inverse);
 
+// kernels/cpu/rope.h rope_copy_columns: a window of whole heads copied out of place with RoPE applied.
+void rope_copy_columns(bf16_t* dst, int64_t dst_cols, int64_t dst_col, const bf16_t* src, int64_t src_cols,
+                       int64_t src_col, int64_t rows, int64_t width, int64_t d, const float* cos, const float* sin,
+                       int64_t t, int64_t r, bool inverse);
+
 // kernels/cpu/swiglu.h. h (N, F) = silu(gu[:, :F]) * gu[:, F:]; dgu (N, 2F) written.
 void swiglu_forward(bf16_t* h, const bf16_t* gu, int64_t n, int64_t f);
 void swiglu_backward(bf16_t* dgu, const bf16_t* dh, const bf16_t* gu, int64_t n, int64_t f);

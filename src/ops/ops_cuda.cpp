@@ -118,6 +118,15 @@ void copy_columns(Tensor& dst, int64_t dst_col, const Tensor& src, int64_t src_c
                      int(dtype_size(dst.dtype())));
 }
 
+void copy_columns_rope(Tensor& dst, int64_t dst_col, const Tensor& src, int64_t src_col, int64_t width,
+                       int64_t head_dim, const Tensor& cos, const Tensor& sin, int64_t rot_dims, bool inverse) {
+  cuda::OpScope scope("copy_columns_rope");
+  expect(dst, DType::bf16, "copy_columns_rope");
+  expect(cos, DType::f32, "rope table");
+  cuda::rope_copy_columns(bf(dst), dst.dim(-1), dst_col, bf(src), src.dim(-1), src_col, rows(dst), width, head_dim,
+                          f32(cos), f32(sin), cos.dim(0), rot_dims, inverse);
+}
+
 void convert(Tensor& dst, const Tensor& src) {
   cuda::OpScope scope("convert");
   cuda::convert(dst.raw(), is_f32(dst), src.raw(), is_f32(src), dst.numel());
@@ -139,19 +148,31 @@ double sum(const Tensor& x) {
   cuda::OpScope scope("sum");
   return cuda::sum(x.raw(), is_f32(x), x.numel());
 }
+double sum_squares(const std::vector<const Tensor*>& xs) {
+  cuda::OpScope scope("sum_squares (many)");
+  std::vector<std::pair<const void*, int64_t>> f32s, bf16s;
+  for (const Tensor* x : xs) (is_f32(*x) ? f32s : bf16s).push_back({x->raw(), x->numel()});
+  return cuda::sum_squares_many(f32s, true) + cuda::sum_squares_many(bf16s, false);
+}
+
 bool all_finite(const Tensor& x) {
   cuda::OpScope scope("all_finite");
   return cuda::all_finite(x.raw(), is_f32(x), x.numel());
 }
 
-void adamw_update(Tensor& p, Tensor& m, Tensor& v, const Tensor& g, const AdamWHyper& h) {
+void adamw_update(Tensor& p, Tensor& m, Tensor& v, const Tensor& g, const AdamWHyper& h, Tensor* value) {
   cuda::OpScope scope("adamw_update");
   expect(p, DType::f32, "adamw master weights");
   expect(m, DType::f32, "adamw first moment");
   expect(v, DType::f32, "adamw second moment");
   expect(g, DType::f32, "adamw gradient");
   const double bc1 = 1.0 - std::pow(h.beta1, double(h.step)), bc2 = 1.0 - std::pow(h.beta2, double(h.step));
-  cuda::adamw_update(f32(p), f32(m), f32(v), f32(g), nullptr, p.numel(), float(h.lr), float(h.beta1), float(h.beta2),
+  bf16* out = nullptr;  // the bf16 compute copy, written in the same pass
+  if (value && value->raw() != p.raw()) {
+    expect(*value, DType::bf16, "adamw value");
+    out = bf(*value);
+  }
+  cuda::adamw_update(f32(p), f32(m), f32(v), f32(g), out, p.numel(), float(h.lr), float(h.beta1), float(h.beta2),
                      float(h.eps), float(h.weight_decay), float(bc1), float(bc2), float(h.grad_scale));
 }
 

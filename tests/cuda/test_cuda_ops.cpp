@@ -206,3 +206,22 @@ TEST(CudaOps, AdamWMatchesCpu) {
 
 }  // namespace
 }  // namespace msa::test
+
+namespace msa::test {
+namespace {
+
+TEST(CudaOps, CopyColumnsRopeBothDirections) {
+  SKIP_WITHOUT_GPU();
+  const int64_t b = 2, t = 33, hq = 8, hkv = 2, d = 128, rot = 128, width = (hq + 2 * hkv) * d;
+  Pair qkv = random_pair({b * t, width}, DType::bf16, 30);
+  Pair cs = random_pair({t, rot / 2}, DType::f32, 31), sn = random_pair({t, rot / 2}, DType::f32, 32);
+  for (bool inverse : {false, true}) {
+    Pair k = zeros_pair({b * t, hkv * d}, DType::bf16);
+    ops::copy_columns_rope(k.gpu, 0, qkv.gpu, hq * d, hkv * d, d, cs.gpu, sn.gpu, rot, inverse);
+    ops::copy_columns_rope(k.cpu, 0, qkv.cpu, hq * d, hkv * d, d, cs.cpu, sn.cpu, rot, inverse);
+    expect_close(k.gpu, k.cpu, 1e-2, inverse ? "inverse" : "forward");
+  }
+}
+
+}  // namespace
+}  // namespace msa::test

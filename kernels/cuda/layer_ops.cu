@@ -25,13 +25,15 @@ __global__ void rmsnorm_forward_kernel(bf16* y, float* rstd, const bf16* x, cons
 }
 
 // dx_j += r w_j dy_j - x_j r^3 mean_k(w_k dy_k x_k);  dw_j += sum over rows of dy_j x_j r.
-// dw partial sums go to shared memory (C floats) first, then once per block to global.
+// Each warp sums its rows' dw into its own shared row (plain stores, no atomics: lane j owns columns j, j+32, ...),
+// then the block adds the kWarps rows and makes one atomicAdd per column to global.
 __global__ void rmsnorm_backward_kernel(bf16* dx, float* dw, const bf16* dy, const bf16* x, const bf16* w,
                                         const float* rstd, int64_t n, int64_t c) {
-  extern __shared__ float dw_block[];  // (C)
-  for (int64_t j = threadIdx.x; j < c; j += blockDim.x) dw_block[j] = 0.0f;
+  extern __shared__ float dw_warps[];  // (kWarps, C)
+  for (int64_t j = threadIdx.x; j < kWarps * c; j += blockDim.x) dw_warps[j] = 0.0f;
   __syncthreads();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  float* dw_mine = dw_warps + warp * c;
   for (int64_t row = blockIdx.x * int64_t(kWarps) + warp; row < n; row += int64_t(gridDim.x) * kWarps) {
     const bf16 *xr = x + row * c, *dyr = dy + row * c;
     const float r = rstd[row];
@@ -42,11 +44,15 @@ __global__ void rmsnorm_backward_kernel(bf16* dx, float* dw, const bf16* dy, con
     for (int64_t j = lane; j < c; j += 32) {
       const float xv = to_f32(xr[j]), g = to_f32(dyr[j]);
       dxr[j] = from_f32<bf16>(to_f32(dxr[j]) + r * to_f32(w[j]) * g - xv * k);
-      atomicAdd(&dw_block[j], g * xv * r);
+      dw_mine[j] += g * xv * r;
     }
   }
   __syncthreads();
-  for (int64_t j = threadIdx.x; j < c; j += blockDim.x) atomicAdd(&dw[j], dw_block[j]);
+  for (int64_t j = threadIdx.x; j < c; j += blockDim.x) {
+    float sum = 0.0f;
+    for (int wi = 0; wi < kWarps; ++wi) sum += dw_warps[wi * c + j];
+    atomicAdd(&dw[j], sum);
+  }
 }
 
 // ---- RoPE: one thread per (row, pair).
@@ -101,6 +107,30 @@ __global__ void swiglu_backward_kernel(bf16* dgu, const bf16* dh, const bf16* gu
     const float s = sigmoidf(g);
     dgu[r * 2 * f + j] = from_f32<bf16>(d * u * s * (1.0f + g * (1.0f - s)));  // silu'(g) = s (1 + g (1 - s))
     dgu[r * 2 * f + f + j] = from_f32<bf16>(d * g * s);
+  }
+}
+
+// Two columns per thread (bf16x2 loads and stores) when F is even: the kernels are bound by memory traffic.
+__global__ void swiglu_forward_x2_kernel(__nv_bfloat162* h, const __nv_bfloat162* gu, int64_t n, int64_t f2) {
+  const int64_t total = n * f2;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / f2, j = i % f2;
+    const float2 g = __bfloat1622float2(gu[r * 2 * f2 + j]), u = __bfloat1622float2(gu[r * 2 * f2 + f2 + j]);
+    h[i] = __floats2bfloat162_rn(g.x * sigmoidf(g.x) * u.x, g.y * sigmoidf(g.y) * u.y);
+  }
+}
+
+__global__ void swiglu_backward_x2_kernel(__nv_bfloat162* dgu, const __nv_bfloat162* dh, const __nv_bfloat162* gu,
+                                          int64_t n, int64_t f2) {
+  const int64_t total = n * f2;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / f2, j = i % f2;
+    const float2 g = __bfloat1622float2(gu[r * 2 * f2 + j]), u = __bfloat1622float2(gu[r * 2 * f2 + f2 + j]);
+    const float2 d = __bfloat1622float2(dh[i]);
+    const float sx = sigmoidf(g.x), sy = sigmoidf(g.y);
+    dgu[r * 2 * f2 + j] = __floats2bfloat162_rn(d.x * u.x * sx * (1.0f + g.x * (1.0f - sx)),
+                                                d.y * u.y * sy * (1.0f + g.y * (1.0f - sy)));
+    dgu[r * 2 * f2 + f2 + j] = __floats2bfloat162_rn(d.x * g.x * sx, d.y * g.y * sy);
   }
 }
 
@@ -243,7 +273,7 @@ void rmsnorm_backward(bf16* dx, float* dw, const bf16* dy, const bf16* x, const 
                       int64_t c) {
   if (n == 0) return;
   const int64_t want = (n + kWarps - 1) / kWarps, cap = int64_t(sm_count()) * 4;
-  const size_t smem = size_t(c) * sizeof(float);
+  const size_t smem = size_t(kWarps) * size_t(c) * sizeof(float);  // 32 KB for C = 1024
   if (smem > 48 * 1024)
     CUDA_CHECK(cudaFuncSetAttribute(rmsnorm_backward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   rmsnorm_backward_kernel<<<unsigned(want < cap ? want : cap), 32 * kWarps, smem, compute_stream()>>>(dx, dw, dy, x, w,
@@ -263,9 +293,19 @@ void rope_copy_columns(bf16* dst, int64_t dst_cols, int64_t dst_col, const bf16*
               cos, sin, t, r / 2, inverse ? -1.0f : 1.0f);
 }
 
-void swiglu_forward(bf16* h, const bf16* gu, int64_t n, int64_t f) { launch_flat(swiglu_forward_kernel, n * f, h, gu, n, f); }
+void swiglu_forward(bf16* h, const bf16* gu, int64_t n, int64_t f) {
+  if (f % 2 == 0)
+    launch_flat(swiglu_forward_x2_kernel, n * f / 2, reinterpret_cast<__nv_bfloat162*>(h),
+                reinterpret_cast<const __nv_bfloat162*>(gu), n, f / 2);
+  else
+    launch_flat(swiglu_forward_kernel, n * f, h, gu, n, f);
+}
 void swiglu_backward(bf16* dgu, const bf16* dh, const bf16* gu, int64_t n, int64_t f) {
-  launch_flat(swiglu_backward_kernel, n * f, dgu, dh, gu, n, f);
+  if (f % 2 == 0)
+    launch_flat(swiglu_backward_x2_kernel, n * f / 2, reinterpret_cast<__nv_bfloat162*>(dgu),
+                reinterpret_cast<const __nv_bfloat162*>(dh), reinterpret_cast<const __nv_bfloat162*>(gu), n, f / 2);
+  else
+    launch_flat(swiglu_backward_kernel, n * f, dgu, dh, gu, n, f);
 }
 
 void embedding_forward(bf16* out, const bf16* table, const int32_t* ids, int64_t n, int64_t c) {

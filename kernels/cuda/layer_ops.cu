@@ -25,15 +25,13 @@ __global__ void rmsnorm_forward_kernel(bf16* y, float* rstd, const bf16* x, cons
 }
 
 // dx_j += r w_j dy_j - x_j r^3 mean_k(w_k dy_k x_k);  dw_j += sum over rows of dy_j x_j r.
-// Each warp sums its rows' dw into its own shared row (plain stores, no atomics: lane j owns columns j, j+32, ...),
-// then the block adds the kWarps rows and makes one atomicAdd per column to global.
+// dw partial sums go to shared memory (C floats) first, then once per block to global.
 __global__ void rmsnorm_backward_kernel(bf16* dx, float* dw, const bf16* dy, const bf16* x, const bf16* w,
                                         const float* rstd, int64_t n, int64_t c) {
-  extern __shared__ float dw_warps[];  // (kWarps, C)
-  for (int64_t j = threadIdx.x; j < kWarps * c; j += blockDim.x) dw_warps[j] = 0.0f;
+  extern __shared__ float dw_block[];  // (C)
+  for (int64_t j = threadIdx.x; j < c; j += blockDim.x) dw_block[j] = 0.0f;
   __syncthreads();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  float* dw_mine = dw_warps + warp * c;
   for (int64_t row = blockIdx.x * int64_t(kWarps) + warp; row < n; row += int64_t(gridDim.x) * kWarps) {
     const bf16 *xr = x + row * c, *dyr = dy + row * c;
     const float r = rstd[row];
@@ -44,15 +42,11 @@ __global__ void rmsnorm_backward_kernel(bf16* dx, float* dw, const bf16* dy, con
     for (int64_t j = lane; j < c; j += 32) {
       const float xv = to_f32(xr[j]), g = to_f32(dyr[j]);
       dxr[j] = from_f32<bf16>(to_f32(dxr[j]) + r * to_f32(w[j]) * g - xv * k);
-      dw_mine[j] += g * xv * r;
+      atomicAdd(&dw_block[j], g * xv * r);
     }
   }
   __syncthreads();
-  for (int64_t j = threadIdx.x; j < c; j += blockDim.x) {
-    float sum = 0.0f;
-    for (int wi = 0; wi < kWarps; ++wi) sum += dw_warps[wi * c + j];
-    atomicAdd(&dw[j], sum);
-  }
+  for (int64_t j = threadIdx.x; j < c; j += blockDim.x) atomicAdd(&dw[j], dw_block[j]);
 }
 
 // ---- RoPE: one thread per (row, pair).
@@ -273,7 +267,7 @@ void rmsnorm_backward(bf16* dx, float* dw, const bf16* dy, const bf16* x, const 
                       int64_t c) {
   if (n == 0) return;
   const int64_t want = (n + kWarps - 1) / kWarps, cap = int64_t(sm_count()) * 4;
-  const size_t smem = size_t(kWarps) * size_t(c) * sizeof(float);  // 32 KB for C = 1024
+  const size_t smem = size_t(c) * sizeof(float);
   if (smem > 48 * 1024)
     CUDA_CHECK(cudaFuncSetAttribute(rmsnorm_backward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   rmsnorm_backward_kernel<<<unsigned(want < cap ? want : cap), 32 * kWarps, smem, compute_stream()>>>(dx, dw, dy, x, w,

@@ -1,6 +1,7 @@
 #include "model/moe_ffn.h"
 
 #include "comm/comm.h"
+#include "config/load.h"
 #include "ops/ops.h"
 #include "ops/ops_moe.h"
 
@@ -130,6 +131,21 @@ void MoEFFN::backward(Tensor& dx, const Tensor& dout, const Tensor& x) {
   for (int64_t i = 0; i < e; ++i)
     aux_grad[size_t(i)] = weight_ * cfg_.aux_loss_coef * double(e) * stats_.routed[size_t(i)] / stats_.assignments;
   router_.backward(dx, x, dgates_, aux_grad, weight_ * cfg_.z_loss_coef);
+}
+
+std::vector<ExpertTensor> global_expert_tensors(const ModelConfig& model, const MoeConfig& moe) {
+  std::vector<ExpertTensor> out;
+  if (model.ffn != "moe") return out;
+  const std::vector<bool> dense = parse_layer_set(moe.dense_layers, model.n_layers, "moe.dense_layers");
+  for (int64_t l = 0; l < model.n_layers; ++l) {
+    if (dense[size_t(l)]) continue;
+    for (int64_t e = 0; e < moe.n_experts; ++e) {
+      const std::string p = "layers." + std::to_string(l) + ".ffn.experts." + std::to_string(e);
+      out.push_back({p + ".w13", {2 * moe.d_ff, model.d_model}, e});
+      out.push_back({p + ".w2", {model.d_model, moe.d_ff}, e});
+    }
+  }
+  return out;
 }
 
 }  // namespace msa

@@ -44,4 +44,13 @@ class MoEFFN final : public FFNLayer {
   Tensor xe_, y_send_;               // the last forward's expert inputs (R, C) and returned outputs (A, C)
 };
 
+// Every routed expert's weight tensors in a model (all of them, whichever rank holds them), in layer, expert,
+// (w13, w2) order: the names MoEFFN gives its Params, their shapes and global expert ids. Checkpoints list them.
+struct ExpertTensor {
+  std::string name;
+  Shape shape;
+  int64_t expert;
+};
+std::vector<ExpertTensor> global_expert_tensors(const ModelConfig& model, const MoeConfig& moe);
+
 }  // namespace msa

@@ -246,10 +246,14 @@ void Trainer::log_step(int64_t step, const StepStats& s, double tokens_per_s) {
 }
 
 double Trainer::run() {
+  // Expert parallel holds n_experts / ep of the routed experts per rank: count each expert once.
+  double params[2] = {0, 0};  // held by every rank, routed experts held here
+  for (const Param* p : model_->params()) params[p->expert >= 0] += double(p->value.numel());
+  grid_.ep().allreduce_sum(params + 1, 1);
   if (is_root()) {
     std::printf("msatrain: %lld parameters, %d rank(s), %lld tokens per step (%lld micro-batches of %lld x %lld per "
                 "rank), run dir %s\n",
-                (long long)model_->num_parameters(), world_.size(), (long long)global_tokens_, (long long)micro_steps_,
+                (long long)(params[0] + params[1]), world_.size(), (long long)global_tokens_, (long long)micro_steps_,
                 (long long)cfg_.train.micro_batch, (long long)cfg_.model.seq_len, cfg_.run.dir.c_str());
     std::fflush(stdout);
   }

@@ -18,6 +18,8 @@ for e in 0 1 2 3 4 5 6 7; do
   done
 done
 [[ $(grep -cE '^  params/layers.1.ffn.experts.[0-9]+.w(13|2) ' "$TMP/inspect.txt") == 16 ]] || fail "not 16 expert tensors"
+grep -qE "^  moe +8 experts \(top-2, softmax scores, renormalised\), d_ff 32, shared 1, dense_layers 0" "$TMP/inspect.txt" ||
+  fail "inspect shows no moe line: $(grep '^  moe' "$TMP/inspect.txt")"
 echo "ok: the ep=2 checkpoint holds the 8 experts as global tensors"
 
 check_close() {  # check_close REFERENCE RESUMED

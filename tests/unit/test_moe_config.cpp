@@ -98,6 +98,23 @@ TEST(MoeConfig, ShippedConfigsLoad) {
   EXPECT_EQ(tiny.moe.n_experts, 8);
   EXPECT_EQ(tiny.moe.top_k, 2);
   EXPECT_EQ(tiny.moe.dense_layers, "0");
+  // device: cuda is rejected by a build without the CUDA trainer; every other key must load.
+  const std::string gpu = std::string(MSATRAIN_SOURCE_DIR) + "/configs/gpu_small_moe.yaml";
+  const RunConfig g = load_config(gpu, {{"device", "cpu"}});
+  EXPECT_EQ(g.model.d_model, 1024);
+  EXPECT_EQ(g.model.n_layers, 12);
+  EXPECT_EQ(g.model.n_heads, 8);
+  EXPECT_EQ(g.model.n_kv_heads, 2);
+  EXPECT_EQ(g.model.head_dim, 128);
+  EXPECT_EQ(g.model.vocab_size, 50257);
+  EXPECT_EQ(g.model.seq_len, 4096);
+  EXPECT_EQ(g.model.ffn_hidden, 2816);
+  EXPECT_EQ(g.model.ffn, "moe");
+  EXPECT_EQ(g.moe.n_experts, 8);
+  EXPECT_EQ(g.moe.top_k, 2);
+  EXPECT_EQ(g.moe.d_ff, 2816);
+  EXPECT_EQ(g.attention.type, "gqa");
+  EXPECT_EQ(g.data.dir, "data/shards/sotu_gpt2");
 }
 
 }  // namespace

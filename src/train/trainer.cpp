@@ -1,11 +1,13 @@
 #include "train/trainer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <numeric>
 #include <sstream>
 
 #include "config/load.h"
@@ -24,6 +26,21 @@ std::set<int64_t> parse_fault_steps() {
       if (!item.empty()) steps.insert(std::stoll(item));
   }
   return steps;
+}
+
+// StepStats' MoE fields from the world's sums: aux sum, z sum, dropped, assignments, then per MoE layer the
+// assignments routed to each of the `experts` experts.
+void set_moe_stats(StepStats& s, const std::vector<double>& sums, int64_t experts, int64_t global_tokens) {
+  const size_t e = size_t(experts);
+  const double layers = double((sums.size() - 4) / e);
+  s.aux_loss = sums[0] / (double(global_tokens) * layers);
+  s.z_loss = sums[1] / (double(global_tokens) * layers);
+  s.dropped_share = sums[3] > 0 ? sums[2] / sums[3] : 0.0;
+  for (size_t at = 4; at < sums.size(); at += e) {
+    const double total = std::accumulate(sums.begin() + long(at), sums.begin() + long(at + e), 0.0);
+    const double busiest = *std::max_element(sums.begin() + long(at), sums.begin() + long(at + e));
+    s.load_max_over_mean.push_back(total > 0 ? busiest / (total / double(experts)) : 0.0);
+  }
 }
 
 }  // namespace
@@ -60,8 +77,9 @@ Trainer::Trainer(const RunConfig& cfg, Comm& world, const std::string& resume)
   sampler_ = std::make_unique<WindowSampler>(*train_data_, m.seq_len, static_cast<uint64_t>(cfg_.run.seed));
   val_windows_ = std::make_unique<ValidationWindows>(*val_data_, m.seq_len, cfg_.eval.sequences);
 
-  model_ = std::make_unique<Transformer>(m, cfg_.attention, cfg_.moe, DType::f32, Device::cpu, t.micro_batch, m.seq_len,
-                                         m.ffn == "moe" ? &grid_.ep() : nullptr);
+  Comm* ep_comm = m.ffn == "moe" ? &grid_.ep() : nullptr;  // MoE layers exchange tokens over the ep group
+  model_ = std::make_unique<Transformer>(m, cfg_.attention, cfg_.moe, DType::f32, Device::cpu, t.micro_batch,
+                                         m.seq_len, ep_comm);
   Rng init_rng(static_cast<uint64_t>(cfg_.run.seed));
   model_->init_weights(init_rng);
   optim_ = std::make_unique<AdamW>(model_->params(), t);
@@ -132,15 +150,7 @@ StepStats Trainer::train_step(int64_t step) {
   world_.allreduce_sum(sums, 7);
   if (!moe_sums.empty()) {
     world_.allreduce_sum(moe_sums.data(), int64_t(moe_sums.size()));
-    const double layers = double((moe_sums.size() - 4) / size_t(cfg_.moe.n_experts));
-    s.aux_loss = moe_sums[0] / (double(global_tokens_) * layers);
-    s.z_loss = moe_sums[1] / (double(global_tokens_) * layers);
-    s.dropped_share = moe_sums[3] > 0 ? moe_sums[2] / moe_sums[3] : 0.0;
-    for (size_t at = 4; at < moe_sums.size(); at += size_t(cfg_.moe.n_experts)) {
-      double total = 0, busiest = 0;
-      for (int64_t e = 0; e < cfg_.moe.n_experts; ++e) total += moe_sums[at + size_t(e)], busiest = std::max(busiest, moe_sums[at + size_t(e)]);
-      s.load_max_over_mean.push_back(total > 0 ? busiest / (total / double(cfg_.moe.n_experts)) : 0.0);
-    }
+    set_moe_stats(s, moe_sums, cfg_.moe.n_experts, global_tokens_);
   }
   s.loss = sums[0];
   s.lm_loss = sums[1] / double(global_tokens_);

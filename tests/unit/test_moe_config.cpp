@@ -24,11 +24,11 @@ TEST(MoeConfig, DefaultsAndAValidConfig) {
   EXPECT_EQ(d.model.ffn, "dense");
   EXPECT_EQ(d.moe.capacity_factor, 0.0);  // dropless
   EXPECT_EQ(d.moe.dense_layers, "none");
-  const RunConfig c = load_config_string(std::string(kMoe) +
-                                             "moe:\n  n_experts: 8\n  top_k: 2\n  score: sigmoid\n  renormalize: false\n"
-                                             "  capacity_factor: 1.25\n  shared_experts: 1\n  dense_layers: 0-1\n"
-                                             "parallel:\n  dp: 4\n  ep: 4\n",
-                                         "x.yaml", {});
+  const std::string yaml = std::string(kMoe) +
+                           "moe:\n  n_experts: 8\n  top_k: 2\n  score: sigmoid\n  renormalize: false\n"
+                           "  capacity_factor: 1.25\n  shared_experts: 1\n  dense_layers: 0-1\n"
+                           "parallel:\n  dp: 4\n  ep: 4\n";
+  const RunConfig c = load_config_string(yaml, "x.yaml", {});
   EXPECT_EQ(c.moe.n_experts, 8);
   EXPECT_EQ(c.moe.score, "sigmoid");
   EXPECT_FALSE(c.moe.renormalize);
@@ -81,7 +81,8 @@ TEST(MoeConfig, KeysTypesAndRanges) {
   EXPECT_EQ(error_of("moe:\n  n_experts: 0\n"), "x.yaml:2: moe.n_experts = 0 is out of range (must be >= 1)");
   EXPECT_EQ(error_of("moe:\n  top_k: 0\n"), "x.yaml:2: moe.top_k = 0 is out of range (must be >= 1)");
   EXPECT_EQ(error_of("moe:\n  d_ff: 0\n"), "x.yaml:2: moe.d_ff = 0 is out of range (must be >= 1)");
-  EXPECT_EQ(error_of("moe:\n  shared_experts: -1\n"), "x.yaml:2: moe.shared_experts = -1 is out of range (must be >= 0)");
+  EXPECT_EQ(error_of("moe:\n  shared_experts: -1\n"),
+            "x.yaml:2: moe.shared_experts = -1 is out of range (must be >= 0)");
   EXPECT_EQ(error_of("moe:\n  capacity_factor: -0.5\n"),
             "x.yaml:2: moe.capacity_factor = -0.5 is out of range (must be >= 0)");
   EXPECT_EQ(error_of("moe:\n  aux_loss_coef: -1\n"), "x.yaml:2: moe.aux_loss_coef = -1 is out of range (must be >= 0)");

@@ -1,6 +1,7 @@
 # Expert parallel: 5 steps of a tiny MoE model give the same losses, gradient norms and router metrics within
 # 1e-5 relative on one rank and with ep = 2, 4 and dp x ep mixes (4 ranks with ep = 2, 2 ranks with ep = 1);
-# then once more with sigmoid scores, a shared expert and a capacity factor that drops tokens.
+# then once more with sigmoid scores, a shared expert and a capacity factor that drops tokens, and with MSA
+# attention.
 source "$MSATRAIN_SOURCE_DIR/tests/lib.sh"
 data=$(small_corpus)
 moe=(--set model.ffn=moe --set moe.n_experts=8 --set moe.top_k=2 --set moe.d_ff=32 --set moe.dense_layers=none
@@ -50,3 +51,12 @@ run 4 4 4 var_np4_ep4 "${variant[@]}"
 compare "$TMP/var_np1" "$TMP/var_np4_ep4" "${keys[@]}" dropped_token_share
 run 4 4 2 var_np4_ep2 "${variant[@]}"
 compare "$TMP/var_np1" "$TMP/var_np4_ep2" "${keys[@]}" dropped_token_share
+
+# MoE under MSA attention (warmup into the sparse phase): the KL terms and the router losses together.
+common=(train --config "$SRC/configs/tiny_msa.yaml" "${TINY_SETS[@]}" "${moe[@]}" --set data.dir="$data"
+        --set model.seq_len=128 --set train.batch_tokens=1024 --set train.micro_batch=2 --set attention.block_size=16
+        --set attention.topk_blocks=3 --set attention.index_head_dim=16 --set attention.warmup_steps=2
+        --set train.steps=5 --set eval.every=0 --set checkpoint.every=0)
+run 1 1 1 msa_np1
+run 2 2 2 msa_np2_ep2
+compare "$TMP/msa_np1" "$TMP/msa_np2_ep2" "${keys[@]}" kl_loss index_grad_norm

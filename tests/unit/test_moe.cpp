@@ -12,6 +12,7 @@
 #include "model/moe_dispatch.h"
 #include "model/moe_experts.h"
 #include "model/moe_ffn.h"
+#include "comm/comm.h"
 #include "model/transformer.h"
 #include "ops/ops.h"
 #include "ops/ops_moe.h"
@@ -313,6 +314,43 @@ TEST(MoeGradcheck, ModelWithDenseAndMoeLayers) {
   }
   EXPECT_TRUE(saw_expert && saw_router);
   EXPECT_EQ(model.params()[0]->name, "embed.weight");
+}
+
+// One rank: the collectives are identities, alltoall and alltoallv are Comm's one-rank defaults.
+class OneRankComm final : public Comm {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  void allreduce_sum(Tensor&) override {}
+  void allreduce_sum(double*, int64_t) override {}
+  double allreduce_max(double v) override { return v; }
+  int64_t allreduce_min(int64_t v) override { return v; }
+  void broadcast(void*, int64_t, int) override {}
+  void barrier() override {}
+  std::unique_ptr<Comm> split(int, int) override { return std::make_unique<OneRankComm>(); }
+  [[noreturn]] void abort(int) override { std::abort(); }
+};
+
+// The exchange path over a one-rank communicator gives what the local path (no communicator) gives.
+TEST(MoeForward, OneRankCommunicatorMatchesTheLocalPath) {
+  Rng rng(16);
+  MoeConfig m = moe_config(4, 2);
+  OneRankComm comm;
+  Built local(m, 2, 5), exchanged(m, 2, 5);
+  exchanged.ctx.ep_comm = &comm;
+  MoEFFN layer("ffn", exchanged.ctx);
+  ParamList ps;
+  layer.collect(ps);
+  test::randomise(local.ps, rng, 0.5);
+  ASSERT_EQ(ps.size(), local.ps.size());
+  for (size_t i = 0; i < ps.size(); ++i) ps[i]->value.copy_from(local.ps[i]->value);
+  Tensor x = random_tensor({10, 12}, rng), dout = random_tensor({10, 12}, rng);
+  EXPECT_EQ(layer.forward(x).to_vector(), local.layer.forward(x).to_vector());
+  Tensor dx1 = Tensor::zeros({10, 12}, DType::f64), dx2 = Tensor::zeros({10, 12}, DType::f64);
+  layer.backward(dx1, dout, x);
+  local.layer.backward(dx2, dout, x);
+  EXPECT_EQ(dx1.to_vector(), dx2.to_vector());
+  for (size_t i = 0; i < ps.size(); ++i) EXPECT_EQ(ps[i]->grad.to_vector(), local.ps[i]->grad.to_vector()) << ps[i]->name;
 }
 
 // Expert weights are drawn from a stream per name: the same whichever experts a model holds.

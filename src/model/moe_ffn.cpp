@@ -79,8 +79,9 @@ const Tensor& MoEFFN::forward(const Tensor& x) {
   }
   ops::scatter_add_rows(out_, y_send_, plan_.token, gate_of_row_);
 
-  // Router losses. f_e = routed_e / (N k) (a constant), P_e = mean_t s[t, e]:  aux = E sum_e f_e P_e per
-  // micro-batch, summed over tokens as N aux = E sum_e f_e sum_t s[t, e].
+  // Router losses. Load balancing in the Switch Transformer / GShard form, per micro-batch:
+  //   aux = E sum_e f_e P_e,  f_e = routed_e / (N k) (before capacity; a constant),  P_e = mean_t s[t, e],
+  // summed over tokens as N aux = E sum_e f_e sum_t s[t, e]. Router z-loss (ST-MoE): sum_t logsumexp(z_t)^2.
   const std::vector<double> s = router_.scores().to_vector(), lse = router_.lse().to_vector();
   stats_ = MoeLayerStats{};
   stats_.moe = true;

@@ -15,19 +15,19 @@ AttentionGQA::AttentionGQA(const std::string& prefix, LayerContext& ctx)
   if (ctx.cfg.qk_norm) {
     q_norm_ = Param(prefix + ".q_norm", {d_}, dt, dev, ParamKind::norm);
     k_norm_ = Param(prefix + ".k_norm", {d_}, dt, dev, ParamKind::norm);
-    q_norm_.value.from_vector(std::vector<double>(d_, 1.0));
-    k_norm_.value.from_vector(std::vector<double>(d_, 1.0));
+    q_norm_.assign(std::vector<double>(d_, 1.0));
+    k_norm_.assign(std::vector<double>(d_, 1.0));
     q_pre_ = Tensor::zeros({b, t, hq_, d_}, dt, dev);
     k_pre_ = Tensor::zeros({b, t, hkv_, d_}, dt, dev);
-    q_rstd_ = Tensor::zeros({n * hq_}, dt, dev);
-    k_rstd_ = Tensor::zeros({n * hkv_}, dt, dev);
+    q_rstd_ = Tensor::zeros({n * hq_}, ctx.stat_dtype(), dev);
+    k_rstd_ = Tensor::zeros({n * hkv_}, ctx.stat_dtype(), dev);
   }
   qkv_ = Tensor::zeros({n, (hq_ + 2 * hkv_) * d_}, dt, dev);
   q_ = Tensor::zeros({b, t, hq_, d_}, dt, dev);
   k_ = Tensor::zeros({b, t, hkv_, d_}, dt, dev);
   v_ = Tensor::zeros({b, t, hkv_, d_}, dt, dev);
   o_ = Tensor::zeros({b, t, hq_, d_}, dt, dev);
-  lse_ = Tensor::zeros({b, hq_, t}, dt, dev);
+  lse_ = Tensor::zeros({b, hq_, t}, ctx.stat_dtype(), dev);
   out_ = Tensor::zeros({n, c}, dt, dev);
 }
 
@@ -74,8 +74,6 @@ void AttentionGQA::backward(Tensor& dx, const Tensor& dout, const Tensor& x) {
   ops::gemm(ctx_.d_attn, dout, false, wo_.value, false);
   ops::gemm(wo_.grad, dout, true, o2, false, 1.0, 1.0);
   Tensor d_o = ctx_.d_attn.view(o_.shape());
-  ctx_.d_k.zero_();
-  ctx_.d_v.zero_();
   ops::attention_backward(ctx_.d_q, ctx_.d_k, ctx_.d_v, d_o, o_, lse_, q_, k_, v_, ctx_.positions, ctx_.positions,
                           scale(), selection_);
   ops::rope(ctx_.d_q, ctx_.rope_cos, ctx_.rope_sin, ctx_.rot_dims, true);

@@ -31,6 +31,8 @@ struct LayerContext {
   int64_t batch = 1;    // B sequences per micro-batch
   int64_t seq = 1;      // T tokens per sequence held by this rank
   int64_t rows() const { return batch * seq; }  // N = B * T
+  // Statistics (norm rstd, softmax lse, losses) and RoPE tables: fp32 when activations are bf16.
+  DType stat_dtype() const { return dtype == DType::bf16 ? DType::f32 : dtype; }
   int64_t rot_dims = 0;  // RoPE-rotated dims per head (even)
 
   Tensor positions;  // (T) int32 global positions of the local tokens

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "config/load.h"
+#include "core/device.h"
 #include "ops/ops.h"
 #include "optim/lr_schedule.h"
 
@@ -77,14 +78,21 @@ Trainer::Trainer(const RunConfig& cfg, Comm& world, const std::string& resume)
   sampler_ = std::make_unique<WindowSampler>(*train_data_, m.seq_len, static_cast<uint64_t>(cfg_.run.seed));
   val_windows_ = std::make_unique<ValidationWindows>(*val_data_, m.seq_len, cfg_.eval.sequences);
 
+  const Device device = parse_device(cfg_.device);
+  if (device == Device::cuda) {
+    const std::string gpu = bind_gpu();
+    if (is_root()) std::printf("msatrain: rank 0 on %s\n", gpu.c_str());
+  }
   Comm* ep_comm = m.ffn == "moe" ? &grid_.ep() : nullptr;  // MoE layers exchange tokens over the ep group
-  model_ = std::make_unique<Transformer>(m, cfg_.attention, cfg_.moe, DType::f32, Device::cpu, t.micro_batch,
+  model_ = std::make_unique<Transformer>(m, cfg_.attention, cfg_.moe, compute_dtype(device), device, t.micro_batch,
                                          m.seq_len, ep_comm);
   Rng init_rng(static_cast<uint64_t>(cfg_.run.seed));
   model_->init_weights(init_rng);
   optim_ = std::make_unique<AdamW>(model_->params(), t);
   tokens_ = Tensor::zeros({t.micro_batch, m.seq_len}, DType::i32);
   targets_ = Tensor::zeros({t.micro_batch, m.seq_len}, DType::i32);
+  tokens_dev_ = device == Device::cpu ? tokens_ : Tensor::zeros(tokens_.shape(), DType::i32, device);
+  targets_dev_ = device == Device::cpu ? targets_ : Tensor::zeros(targets_.shape(), DType::i32, device);
   fault_nan_steps_ = parse_fault_steps();
   if (const char* env = std::getenv("MSATRAIN_INJECT_FAILURE")) {  // "RANK:STEP", 0-based step
     MSA_USER_CHECK(std::sscanf(env, "%d:%lld", &fault_fail_rank_, &fault_fail_step_) == 2,
@@ -97,6 +105,12 @@ Trainer::Trainer(const RunConfig& cfg, Comm& world, const std::string& resume)
     std::ofstream(cfg_.run.dir + "/config.yaml") << to_yaml(cfg_);
     metrics_.open(cfg_.run.dir + "/metrics.jsonl", start_step_ == 0);
   }
+}
+
+void Trainer::upload_batch() {
+  if (tokens_dev_.raw() == tokens_.raw()) return;  // CPU: the model reads the host batch itself
+  tokens_dev_.copy_from(tokens_);
+  targets_dev_.copy_from(targets_);
 }
 
 std::string Trainer::phase_name(int64_t step) const {
@@ -121,8 +135,9 @@ StepStats Trainer::train_step(int64_t step) {
   std::vector<double> moe_sums;
   for (int64_t mb = 0; mb < micro_steps_; ++mb) {
     sampler_->load(first + mb * cfg_.train.micro_batch, tokens_, targets_);
+    upload_batch();
     model_->set_measure_recall(recall_step && mb == 0);  // recall on a sample: the first micro-batch
-    const ForwardStats f = model_->forward(tokens_, targets_, weights);
+    const ForwardStats f = model_->forward(tokens_dev_, targets_dev_, weights);
     model_->backward();
     sums[0] += f.objective;
     sums[1] += f.lm_loss_sum;
@@ -142,7 +157,10 @@ StepStats Trainer::train_step(int64_t step) {
                                                  << " (MSATRAIN_INJECT_FAILURE)");
   if (fault_nan_steps_.count(step) && grid_.dp().rank() == 0) {
     sums[0] = std::numeric_limits<double>::quiet_NaN();
-    model_->params()[0]->grad.data<float>()[0] = std::numeric_limits<float>::quiet_NaN();
+    Tensor nan = Tensor::empty({1}, model_->params()[0]->grad.dtype());
+    nan.from_vector({std::numeric_limits<double>::quiet_NaN()});
+    Tensor first_grad = model_->params()[0]->grad.view({model_->params()[0]->grad.numel()}).slice(0, 1);
+    first_grad.copy_from(nan);
   }
   // Sum the already-scaled gradients and the statistics over the world; an expert's gradient over the ranks
   // holding that expert (each has the gradient of the tokens its ep group routed to it).
@@ -202,7 +220,8 @@ double Trainer::evaluate() {
     // Rows beyond this rank's range belong to the next rank: ignore their targets.
     for (int64_t r = 0; r < b; ++r)
       if (w + r >= end) std::fill_n(targets_.data<int32_t>() + r * cfg_.model.seq_len, cfg_.model.seq_len, -1);
-    sums[0] += model_->forward(tokens_, targets_, LossWeights{}).lm_loss_sum;
+    upload_batch();
+    sums[0] += model_->forward(tokens_dev_, targets_dev_, LossWeights{}).lm_loss_sum;
     for (int64_t i = 0; i < targets_.numel(); ++i) sums[1] += targets_.data<int32_t>()[i] >= 0;
   }
   grid_.dp().allreduce_sum(sums, 2);
@@ -227,6 +246,7 @@ void Trainer::log_step(int64_t step, const StepStats& s, double tokens_per_s) {
     j.add("aux_loss", s.aux_loss).add("z_loss", s.z_loss).add("dropped_token_share", s.dropped_share);
     j.add("expert_load_max_over_mean", s.load_max_over_mean);
   }
+  if (cfg_.device == "cuda") j.add("gpu_mem_gib", device_memory_used_gib(Device::cuda));
   j.add("elapsed_s", elapsed);
   metrics_.write(j);
   std::string msa;
@@ -274,6 +294,7 @@ double Trainer::run() {
   StopSignals signals;  // SIGTERM/SIGINT: finish the step, save, return
   for (int64_t step = start_step_; step < cfg_.train.steps; ++step) {
     StepStats s = train_step(step);
+    if (step == start_step_) device_profile_reset();  // the op table covers the steady state only
     tokens_since_log += global_tokens_;
     const bool last = step + 1 == cfg_.train.steps;
     if ((step + 1) % cfg_.train.log_every == 0 || last || s.skipped) {
@@ -295,6 +316,8 @@ double Trainer::run() {
     }
     if (checkpoint_after_step(step + 1, signals, last_log)) break;
   }
+  const std::string profile = device_profile_report();
+  if (is_root() && !profile.empty()) std::printf("%s", profile.c_str());
   return val_loss;
 }
 

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# One device call for the fused attention: build the kernel's tests and benchmark standalone (seconds, not the
+# whole msatrain_lib), run the correctness tests against the CPU oracle, time ours and PyTorch SDPA, print a table.
+# Usage (device machine, repo root): bash tools/device_attention.sh [--long] [--ncu]
+set -uo pipefail
+OUT=${OUT:-/tmp/attn_out}; mkdir -p "$OUT"
+NVCC=/usr/local/cuda/bin/nvcc
+ARCH="-gencode=arch=compute_90a,code=sm_90a"
+B=/tmp/attn_build; mkdir -p $B
+nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm --format=csv,noheader
+# Objects in parallel: the kernel, the CUDA helpers, the test, the benchmark.
+$NVCC -std=c++17 $ARCH -O3 -I. -Isrc -lineinfo -c kernels/cuda/attention.cu -o $B/attention.o &
+$NVCC -std=c++17 $ARCH -O3 -I. -Isrc -c kernels/cuda/cuda_check.cu -o $B/cuda_check.o &
+$NVCC -std=c++17 $ARCH -O3 -I. -Isrc -c kernels/cuda/device_query.cu -o $B/device_query.o &
+g++ -std=c++20 -O2 -I. -Isrc -I/usr/include/eigen3 -I/usr/local/cuda/include -c tests/cuda/test_cuda_attention.cpp -o $B/test.o &
+$NVCC -std=c++17 $ARCH -O3 -I. -Isrc -c tools/bench_attention.cu -o $B/bench_main.o &
+wait
+g++ -o $B/test_attention $B/test.o $B/attention.o $B/cuda_check.o $B/device_query.o -L/usr/local/cuda/lib64 \
+  -lgtest -lgtest_main -lcudart -lpthread || exit 1
+$NVCC $ARCH -o $B/bench_attention $B/bench_main.o $B/attention.o || exit 1
+$B/test_attention 2>&1 | tee $OUT/tests.log | grep -E "^\[attention\]|FAILED|PASSED|Failure|error" 
+# The non-default variants (benchmark switches) must pass too.
+MSA_ATTN_BWD_SPLIT=0 $B/test_attention 2>&1 | tee $OUT/tests_nosplit.log | grep -E "FAILED|PASSED|Failure|error"
+MSA_ATTN_BWD_SPLIT=1 MSA_ATTN_BWD_WARPS=4 $B/test_attention 2>&1 | tee $OUT/tests_w4.log | grep -E "FAILED|PASSED|Failure|error"
+MSA_ATTN_FWD_BN=32 $B/test_attention 2>&1 | tee $OUT/tests_bn32.log | grep -E "FAILED|PASSED|Failure|error"
+$B/bench_attention "$@" 2>&1 | tee $OUT/bench.log
+MSA_ATTN_FWD_BN=32 MSA_ATTN_BWD_WARPS=4 $B/bench_attention "$@" 2>&1 | sed 's/^ours/ours_bn32_w4/' | tee -a $OUT/bench.log
+MSA_ATTN_BWD_SPLIT=0 $B/bench_attention 2>&1 | sed 's/^ours/ours_nosplit/' | tee -a $OUT/bench.log
+PYTHONUNBUFFERED=1 python3 tools/bench_attention.py "$@" 2>&1 | tee -a $OUT/bench.log
+if [[ " $* " == *" --ncu "* ]]; then
+  # The first 16K launch of each kernel (the 4K shape launches each kernel 46 / 23 times before it): duration,
+  # tensor-pipe and shared-memory utilisation, and the stall reasons per issued instruction.
+  M="gpu__time_duration.sum,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active"
+  M="$M,l1tex__data_pipe_lsu_wavefronts_mem_shared.avg.pct_of_peak_sustained_elapsed,sm__inst_executed.avg.per_cycle_active"
+  M="$M,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum,lts__t_sectors_op_red.sum,lts__throughput.avg.pct_of_peak_sustained_elapsed"
+  for k in fwd:46 bwd:23; do
+    ncu --clock-control none -k regex:attention_${k%%:*}_kernel --launch-skip ${k##*:} -c 1 \
+      --metrics "$M,regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio" \
+      $B/bench_attention > $OUT/ncu_${k%%:*}.txt 2>&1
+    echo "--- ncu ${k%%:*} (16K)"; grep -E "^\s+(gpu__|sm__|l1tex__|lts__|smsp__)" $OUT/ncu_${k%%:*}.txt | awk '$NF+0 > 0.05' | sed 's/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//' | head -40
+  done
+fi
+echo "=== table: impl B T Hq Hkv d fwd_ms fwd_TFLOPs fwdbwd_ms fwdbwd_TFLOPs ==="
+grep -E "^(ours|ours_bn32_w4|ours_nosplit|sdpa) " $OUT/bench.log

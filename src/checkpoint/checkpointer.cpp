@@ -155,22 +155,61 @@ void bcast_progress(Comm& comm, TrainProgress& p) {
   p = {v[0], v[1], v[2], v[3], v[4], v[5]};
 }
 
-// Every rank ends up with rank 0's copy of each tensor (the load side of Sharding::replicated).
-void scatter_from_root(Comm& comm, const std::vector<StateTensor>& tensors) {
+const Shape& global_shape(const StateTensor& t) { return t.local ? t.local->shape() : t.shape; }
+
+// Where rank 0 keeps tensor i: its own copy, or the staged one of an expert tensor held by other ranks.
+Tensor& on_root(const StateTensor& t, std::vector<Tensor>& staged, size_t i) {
+  if (t.local) return *t.local;
+  if (!staged[i].defined()) staged[i] = Tensor::empty(t.shape, t.dtype);
+  return staged[i];
+}
+
+// Every rank ends up with rank 0's copy of each tensor it holds (the load side of Sharding): replicated
+// tensors and expert tensors are broadcast; ranks that do not hold an expert receive it into scratch.
+void scatter_from_root(Comm& comm, const std::vector<StateTensor>& tensors, std::vector<Tensor>& staged) {
   if (comm.size() == 1) return;
-  for (const StateTensor& t : tensors) {
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const StateTensor& t = tensors[i];
     switch (t.sharding) {
       case Sharding::replicated: bcast_bytes(comm, t.local->raw(), int64_t(t.local->nbytes())); break;
+      case Sharding::expert: {
+        Tensor scratch;
+        Tensor* into = t.local;
+        if (!into) {
+          if (comm.rank() == 0) {
+            into = &staged[i];
+          } else {
+            scratch = Tensor::empty(t.shape, t.dtype);
+            into = &scratch;
+          }
+        }
+        bcast_bytes(comm, into->raw(), int64_t(into->nbytes()));
+        break;
+      }
     }
   }
 }
 
-// The full global tensor that rank 0 writes (the save side of Sharding::replicated: its own copy).
-const Tensor& global_on_root(const StateTensor& t) {
-  switch (t.sharding) {
-    case Sharding::replicated: return *t.local;
+// The save side: rank 0 gets a copy of every expert tensor it does not hold, from world rank `owner` (the
+// first ep group holds ep indices 0..ep-1 on world ranks 0..ep-1). Collective; returns rank 0's staged copies.
+std::vector<Tensor> gather_to_root(Comm& comm, const std::vector<StateTensor>& tensors) {
+  std::vector<Tensor> staged(tensors.size());
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const StateTensor& t = tensors[i];
+    if (t.sharding != Sharding::expert || t.owner == 0) continue;
+    MSA_CHECK(t.owner < comm.size(), "expert tensor " << t.name << " owned by ep index " << t.owner << " of "
+                                                      << comm.size() << " ranks");
+    MSA_CHECK(comm.rank() != t.owner || t.local, "rank " << t.owner << " does not hold " << t.name);
+    int64_t n = 1;
+    for (int64_t d : t.shape) n *= d;
+    std::vector<int64_t> send(size_t(comm.size()), 0), recv(size_t(comm.size()), 0);
+    const void* from = nullptr;
+    void* to = nullptr;
+    if (comm.rank() == t.owner) send[0] = n, from = t.local->raw();
+    if (comm.rank() == 0) recv[size_t(t.owner)] = n, to = on_root(t, staged, i).raw();
+    comm.alltoallv(from, send, to, recv, t.dtype);
   }
-  return *t.local;
+  return staged;
 }
 
 // The keys whose values differ between the checkpoint's config and this run's, as "key (old -> new)";
@@ -233,7 +272,7 @@ std::vector<std::string> Checkpointer::candidates(const std::string& dir) {
 }
 
 void Checkpointer::write_on_root(const std::string& final_path, const TrainProgress& p,
-                                 const std::vector<StateTensor>& tensors) {
+                                 const std::vector<StateTensor>& tensors, const std::vector<Tensor>& staged) {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec) throw Error("creating " + dir_ + ": " + ec.message());
@@ -272,7 +311,7 @@ void Checkpointer::write_on_root(const std::string& final_path, const TrainProgr
           throw Error("writing dataset " + tensors[i].name +
                       ": No space left on device (injected by MSATRAIN_INJECT_CKPT_ENOSPC)");
       }
-      w.write_tensor(tensors[i].name, global_on_root(tensors[i]));
+      w.write_tensor(tensors[i].name, tensors[i].local ? *tensors[i].local : staged[i]);
     }
     w.close();
     fsync_path(tmp, false);
@@ -301,11 +340,12 @@ std::string Checkpointer::save(const TrainProgress& progress, const std::vector<
   const std::string path = dir_ + "/" + checkpoint_file_name(progress.step);
   int64_t ok = 1;
   std::string error;
+  const std::vector<Tensor> staged = gather_to_root(world_, tensors);
   if (world_.rank() == 0) {
     const std::string previous = read_latest(dir_);
     try {
       const auto t0 = std::chrono::steady_clock::now();
-      write_on_root(path, progress, tensors);
+      write_on_root(path, progress, tensors, staged);
       const double secs = seconds_since(t0);
       prune_on_root(progress.step);
       std::error_code ec;
@@ -325,7 +365,8 @@ std::string Checkpointer::save(const TrainProgress& progress, const std::vector<
   return path;
 }
 
-Resumed Checkpointer::load_on_root(const std::string& path, const std::vector<StateTensor>& tensors) {
+Resumed Checkpointer::load_on_root(const std::string& path, const std::vector<StateTensor>& tensors,
+                                   std::vector<Tensor>& staged) {
   const auto t0 = std::chrono::steady_clock::now();
   CheckpointReader r(path);
   const std::optional<RunConfig> before = stored_config(r);
@@ -340,9 +381,9 @@ Resumed Checkpointer::load_on_root(const std::string& path, const std::vector<St
   for (const StateTensor& t : tensors) {
     const TensorInfo* info = r.find(t.name);
     MSA_USER_CHECK(info != nullptr, "checkpoint " << path << ": has no tensor " << t.name << hint);
-    MSA_USER_CHECK(info->shape == t.local->shape(), "checkpoint " << path << ": tensor " << t.name << " has shape "
+    MSA_USER_CHECK(info->shape == global_shape(t), "checkpoint " << path << ": tensor " << t.name << " has shape "
                                                                   << shape_str(info->shape) << " in the file but "
-                                                                  << shape_str(t.local->shape()) << " in this model"
+                                                                  << shape_str(global_shape(t)) << " in this model"
                                                                   << hint);
   }
   for (const TensorInfo& info : r.tensors())
@@ -352,7 +393,7 @@ Resumed Checkpointer::load_on_root(const std::string& path, const std::vector<St
   MSA_USER_CHECK(m.step >= 0 && m.optimizer_steps >= 0 && m.optimizer_steps <= m.step && m.skipped_steps >= 0,
                  "checkpoint " << path << ": inconsistent counters (step " << m.step << ", optimizer_steps "
                                << m.optimizer_steps << ", skipped_steps " << m.skipped_steps << ")");
-  for (const StateTensor& t : tensors) r.read(t.name, *t.local);
+  for (size_t i = 0; i < tensors.size(); ++i) r.read(tensors[i].name, on_root(tensors[i], staged, i));
 
   Resumed res{path, {m.step, m.samples_consumed, m.tokens_consumed, m.optimizer_steps, m.skipped_steps,
                      m.skipped_in_a_row}};
@@ -386,6 +427,7 @@ std::optional<Resumed> Checkpointer::resume(const std::string& spec, const std::
   int64_t status = 0;  // 0: nothing to resume (fresh start), 1: loaded, 2: error
   std::string text;    // the file loaded, or the error
   TrainProgress progress;
+  std::vector<Tensor> staged(tensors.size());
   if (world_.rank() == 0) {
     try {
       if (spec == "auto") {
@@ -393,7 +435,7 @@ std::optional<Resumed> Checkpointer::resume(const std::string& spec, const std::
         std::vector<std::string> problems;
         for (size_t i = 0; i < files.size() && status == 0; ++i) {
           try {
-            Resumed r = load_on_root(files[i], tensors);
+            Resumed r = load_on_root(files[i], tensors, staged);
             status = 1;
             text = r.path;
             progress = r.progress;
@@ -413,7 +455,7 @@ std::optional<Resumed> Checkpointer::resume(const std::string& spec, const std::
                  " loads:\n  " + join(problems, "\n  ");
         }
       } else {
-        Resumed r = load_on_root(spec, tensors);
+        Resumed r = load_on_root(spec, tensors, staged);
         status = 1;
         text = r.path;
         progress = r.progress;
@@ -428,7 +470,7 @@ std::optional<Resumed> Checkpointer::resume(const std::string& spec, const std::
   if (status == 2) throw UserError(text);
   if (status == 0) return std::nullopt;
   bcast_progress(world_, progress);
-  scatter_from_root(world_, tensors);
+  scatter_from_root(world_, tensors, staged);
   return Resumed{text, progress};
 }
 

@@ -23,16 +23,19 @@
 namespace msa {
 
 // How a rank's tensor maps onto the full global tensor that the file stores. Data parallel replicates the
-// whole state on every rank, so rank 0 writes its copy and a load is read by rank 0 and broadcast. A layout
-// that splits tensors over ranks (experts over the ep group) adds its kind here, with a gather to rank 0 on
-// save and a scatter on load in checkpointer.cpp; the file keeps global tensors, which is what lets a
-// checkpoint load under another layout.
-enum class Sharding { replicated };
+// whole state on every rank, so rank 0 writes its copy and a load is read by rank 0 and broadcast. Expert
+// parallel holds each routed expert's tensors whole on the ranks r with r % ep == owner (see ProcessGrid):
+// a save sends it from world rank `owner` (which holds it) to rank 0, a load broadcasts it and the holders
+// keep it. The file keeps global tensors, which is what lets a checkpoint load under another layout.
+enum class Sharding { replicated, expert };
 
 struct StateTensor {
   std::string name;  // in the file: "params/<param>", "optim/m/<param>", "optim/v/<param>"
-  Tensor* local;     // this rank's part; loads write into it in place
+  Tensor* local;     // this rank's copy; loads write into it in place. nullptr: an expert tensor held elsewhere
   Sharding sharding = Sharding::replicated;
+  int owner = 0;     // Sharding::expert: the ep index of the ranks holding it
+  Shape shape = {};  // Sharding::expert: the global shape (needed where local is nullptr)
+  DType dtype = DType::f32;
 };
 
 // The training state besides the tensors (see CheckpointMeta for the meaning of each field).
@@ -75,8 +78,10 @@ class Checkpointer {
   std::string dir_;
   std::string cfg_yaml_;
   std::vector<std::string> warnings_;
-  Resumed load_on_root(const std::string& path, const std::vector<StateTensor>& tensors);
-  void write_on_root(const std::string& final_path, const TrainProgress& p, const std::vector<StateTensor>& tensors);
+  // staged[i]: rank 0's copy of tensors[i] where that rank does not hold it (expert parallel).
+  Resumed load_on_root(const std::string& path, const std::vector<StateTensor>& tensors, std::vector<Tensor>& staged);
+  void write_on_root(const std::string& final_path, const TrainProgress& p, const std::vector<StateTensor>& tensors,
+                     const std::vector<Tensor>& staged);
   void prune_on_root(int64_t newest_step);
 };
 

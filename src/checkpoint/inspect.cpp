@@ -41,6 +41,14 @@ void print_config_summary(const CheckpointReader& r) {
                 (long long)a.block_size, (long long)a.topk_blocks, (long long)a.index_head_dim,
                 (long long)a.warmup_steps, a.dense_layers.c_str());
   }
+  if (m.ffn == "moe") {
+    const MoeConfig& e = c.moe;
+    std::printf("  moe               %lld experts (top-%lld, %s scores%s), d_ff %lld, shared %lld, dense_layers %s, "
+                "capacity_factor %g, aux %g, z %g\n",
+                (long long)e.n_experts, (long long)e.top_k, e.score.c_str(), e.renormalize ? ", renormalised" : "",
+                (long long)e.d_ff, (long long)e.shared_experts, e.dense_layers.c_str(), e.capacity_factor,
+                e.aux_loss_coef, e.z_loss_coef);
+  }
   std::printf("  train             steps %lld, batch_tokens %lld, lr %g (min %g, warmup %lld, %s), weight_decay %g\n",
               (long long)c.train.steps, (long long)c.train.batch_tokens, c.train.lr, c.train.min_lr,
               (long long)c.train.warmup_steps, c.train.decay.c_str(), c.train.weight_decay);

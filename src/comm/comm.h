@@ -4,6 +4,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -23,6 +24,16 @@ class Comm {
   // A communicator over the ranks with the same color, ordered by key (e.g. the data-parallel group).
   virtual std::unique_ptr<Comm> split(int color, int key) = 0;
   [[noreturn]] virtual void abort(int code) = 0;
+
+  // All-to-all of one int64 block per rank: send holds size() blocks of n values, block p for rank p; recv
+  // (size() * n) gets block q from rank q. Used to exchange the counts before an alltoallv. The defaults serve
+  // a one-rank communicator (a copy).
+  virtual void alltoall(const int64_t* send, int64_t* recv, int64_t n);
+  // All-to-all with per-rank counts (elements of dtype): send holds send_counts[p] elements for rank p, rank by
+  // rank; recv gets recv_counts[q] elements from rank q, rank by rank. The counts must agree pairwise (rank q's
+  // send_counts[p] == rank p's recv_counts[q]): exchange them with alltoall first.
+  virtual void alltoallv(const void* send, const std::vector<int64_t>& send_counts, void* recv,
+                         const std::vector<int64_t>& recv_counts, DType dtype);
 };
 
 // The world communicator over MPI_COMM_WORLD. MPI must be initialised (see MpiSession).

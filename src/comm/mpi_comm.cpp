@@ -1,6 +1,7 @@
 // Comm over MPI. Errors are fatal: MPI's default handler aborts the job, which is what we want.
 #include <mpi.h>
 
+#include <limits>
 #include <vector>
 
 #include "comm/comm.h"
@@ -66,6 +67,27 @@ class MpiComm final : public Comm {
     MPI_Comm sub;
     MPI_Comm_split(comm_, color, key, &sub);
     return std::make_unique<MpiComm>(sub, true);
+  }
+  void alltoall(const int64_t* send, int64_t* recv, int64_t n) override {
+    MSA_CHECK(n <= std::numeric_limits<int>::max(), "alltoall of " << n << " values per rank");
+    MPI_Alltoall(send, static_cast<int>(n), MPI_INT64_T, recv, static_cast<int>(n), MPI_INT64_T, comm_);
+  }
+  void alltoallv(const void* send, const std::vector<int64_t>& send_counts, void* recv,
+                 const std::vector<int64_t>& recv_counts, DType dtype) override {
+    MSA_CHECK(int64_t(send_counts.size()) == size_ && int64_t(recv_counts.size()) == size_,
+              "alltoallv needs one count per rank");
+    // MPI counts and displacements are int: the element counts of one exchange must fit.
+    std::vector<int> sc(size_), sd(size_), rc(size_), rd(size_);
+    int64_t so = 0, ro = 0;
+    for (int p = 0; p < size_; ++p) {
+      MSA_CHECK(so + send_counts[p] <= std::numeric_limits<int>::max() &&
+                    ro + recv_counts[p] <= std::numeric_limits<int>::max(),
+                "alltoallv of more than 2^31 elements");
+      sc[p] = int(send_counts[p]), sd[p] = int(so), rc[p] = int(recv_counts[p]), rd[p] = int(ro);
+      so += send_counts[p], ro += recv_counts[p];
+    }
+    const MPI_Datatype t = mpi_type(dtype);
+    MPI_Alltoallv(send, sc.data(), sd.data(), t, recv, rc.data(), rd.data(), t, comm_);
   }
   [[noreturn]] void abort(int code) override {
     MPI_Abort(MPI_COMM_WORLD, code);

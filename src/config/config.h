@@ -15,7 +15,8 @@ struct ModelConfig {
   int64_t n_heads = 8;        // query heads Hq
   int64_t n_kv_heads = 2;     // key/value heads Hkv (GQA groups); n_heads % n_kv_heads == 0
   int64_t head_dim = 32;      // d
-  int64_t ffn_hidden = 688;   // SwiGLU hidden width
+  int64_t ffn_hidden = 688;   // SwiGLU hidden width (dense feed-forward layers)
+  std::string ffn = "dense";  // dense | moe: the feed-forward kind (moe.dense_layers stay dense)
   int64_t seq_len = 256;      // tokens per training sequence (context)
   double rope_theta = 10000.0;
   double rotary_fraction = 1.0;  // share of each head's dims that RoPE rotates (even count)
@@ -43,6 +44,20 @@ struct AttentionConfig {
   std::string dense_layers = "0";    // layers that stay dense GQA: "0", "0-2", "0,5", or "none"
   bool freeze_backbone_in_warmup = false;  // train only the Index Branch during warmup
   int64_t recall_every = 10;         // steps between index_recall measurements (0 = never)
+};
+
+// Mixture-of-Experts feed-forward (docs/moe.md). Used when model.ffn is moe, for the layers not in dense_layers.
+struct MoeConfig {
+  std::string dense_layers = "none";  // layers that keep the dense SwiGLU: "0", "0-2", "0,5", or "none"
+  int64_t n_experts = 8;              // routed experts per MoE layer
+  int64_t top_k = 2;                  // experts per token
+  int64_t shared_experts = 0;         // experts every token goes through (no routing)
+  int64_t d_ff = 688;                 // hidden width of one expert (routed and shared)
+  std::string score = "softmax";      // softmax | sigmoid: router scores from the logits
+  bool renormalize = true;            // chosen gates divided by their sum
+  double aux_loss_coef = 0.01;        // load-balancing loss weight
+  double z_loss_coef = 0.001;         // router z-loss weight
+  double capacity_factor = 0;         // 0 = dropless; > 0: ceil(cf * tokens * top_k / n_experts) per expert
 };
 
 struct ParallelConfig {
@@ -91,6 +106,7 @@ struct RunSection {
 struct RunConfig {
   ModelConfig model;
   AttentionConfig attention;
+  MoeConfig moe;
   ParallelConfig parallel;
   TrainConfig train;
   DataConfig data;

@@ -158,6 +158,41 @@ void apply_override(LoadState& s, const ConfigOverride& o) {
 
 std::string value_of(const RunConfig& c, std::string_view path) { return format_key(*find_key(path), c); }
 
+// The Mixture-of-Experts keys against each other and against the expert-parallel layout.
+void check_moe(const LoadState& s) {
+  const RunConfig& c = s.config;
+  const MoeConfig& e = c.moe;
+  const std::string ep = std::to_string(c.parallel.ep);
+  if (c.model.ffn != "moe") {
+    if (c.parallel.ep != 1)
+      fail_keys(s, {"parallel.ep", "model.ffn"},
+                "parallel.ep (" + ep + ") splits experts over ranks, but model.ffn is dense: set model.ffn: moe or "
+                "parallel.ep: 1");
+    return;
+  }
+  const int64_t ranks = c.parallel.dp * c.parallel.cp;
+  if (ranks % c.parallel.ep != 0)
+    fail_keys(s, {"parallel.ep", "parallel.dp", "parallel.cp"},
+              "parallel.ep (" + ep + ") must divide parallel.dp x parallel.cp = " + std::to_string(ranks));
+  if (e.n_experts % c.parallel.ep != 0)
+    fail_keys(s, {"parallel.ep", "moe.n_experts"},
+              "parallel.ep (" + ep + ") must divide moe.n_experts (" + std::to_string(e.n_experts) +
+                  "): every rank of an expert-parallel group holds the same number of experts");
+  if (e.top_k > e.n_experts)
+    fail_keys(s, {"moe.top_k", "moe.n_experts"},
+              "moe.top_k (" + std::to_string(e.top_k) + ") must be <= moe.n_experts (" + std::to_string(e.n_experts) +
+                  ")");
+  if (c.parallel.ep != 1 && !c.model.init_from.empty())
+    fail_keys(s, {"model.init_from", "parallel.ep"},
+              "model.init_from is not supported with parallel.ep > 1 (experts are split over ranks); start from it "
+              "with parallel.ep: 1, save, and resume with the layout you want");
+  try {
+    parse_layer_set(e.dense_layers, c.model.n_layers, "moe.dense_layers");
+  } catch (const UserError& err) {
+    fail_keys(s, {"moe.dense_layers"}, err.what());
+  }
+}
+
 void check_cross_fields(const LoadState& s) {
   const RunConfig& c = s.config;
   const ModelConfig& m = c.model;
@@ -187,10 +222,11 @@ void check_cross_fields(const LoadState& s) {
   if (c.device == "cuda" && c.attention.type == "msa")
     fail_keys(s, {"device", "attention.type"},
               "attention.type 'msa' has no GPU kernels yet: use device 'cpu' or attention.type 'gqa'");
+  if (c.device == "cuda" && c.model.ffn == "moe")
+    fail_keys(s, {"device", "model.ffn"},
+              "model.ffn 'moe' has no GPU kernels yet: use device 'cpu' or model.ffn 'dense'");
   if (c.parallel.cp != 1)
     fail_keys(s, {"parallel.cp"}, "parallel.cp > 1 (context parallel) is not supported by this build yet");
-  if (c.parallel.ep != 1)
-    fail_keys(s, {"parallel.ep"}, "parallel.ep > 1 (expert parallel) is not supported by this build yet");
   const AttentionConfig& a = c.attention;
   if (a.sink_blocks + (a.force_local ? 1 : 0) > a.topk_blocks)
     fail_keys(s, {"attention.sink_blocks", "attention.force_local", "attention.topk_blocks"},
@@ -206,6 +242,7 @@ void check_cross_fields(const LoadState& s) {
   } catch (const UserError& e) {
     fail_keys(s, {"attention.dense_layers"}, e.what());
   }
+  check_moe(s);
 }
 
 bool is_path_char(char ch) { return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '.'; }
@@ -301,7 +338,7 @@ std::string to_yaml(const RunConfig& c) {
   return out;
 }
 
-std::vector<bool> parse_layer_set(const std::string& text, int64_t n_layers) {
+std::vector<bool> parse_layer_set(const std::string& text, int64_t n_layers, const std::string& key) {
   std::vector<bool> in(static_cast<size_t>(n_layers), false);
   if (text == "none") return in;
   size_t pos = 0;
@@ -313,10 +350,10 @@ std::vector<bool> parse_layer_set(const std::string& text, int64_t n_layers) {
     const int got = std::sscanf(item.c_str(), "%ld-%ld%c", &lo, &hi, &extra);
     if (got == 1) hi = lo;
     MSA_USER_CHECK((got == 1 || got == 2) && item.find_first_not_of("0123456789-") == std::string::npos,
-                   "attention.dense_layers: '" << item << "' is not a layer index or range such as 0-2 (in '" << text
+                   key << ": '" << item << "' is not a layer index or range such as 0-2 (in '" << text
                                                << "'; \"none\" for no dense layer)");
     MSA_USER_CHECK(0 <= lo && lo <= hi && hi < n_layers,
-                   "attention.dense_layers: '" << item << "' is outside layers 0.." << n_layers - 1);
+                   key << ": '" << item << "' is outside layers 0.." << n_layers - 1);
     for (int64_t l = lo; l <= hi; ++l) in[static_cast<size_t>(l)] = true;
     pos = end + 1;
   }

@@ -32,8 +32,10 @@ void validate_layout(const RunConfig& c, int world_size);
 std::string to_yaml(const RunConfig& c);
 
 // Dims per head that RoPE rotates: round(rotary_fraction * head_dim). The model must use this same rule.
-// The layers named by attention.dense_layers ("0", "0-2", "0,5", "none"), as a mask over n_layers.
-std::vector<bool> parse_layer_set(const std::string& text, int64_t n_layers);
+// The layers named by a layer set such as attention.dense_layers ("0", "0-2", "0,5", "none"), as a mask over
+// n_layers; `key` names the setting in error messages.
+std::vector<bool> parse_layer_set(const std::string& text, int64_t n_layers,
+                                  const std::string& key = "attention.dense_layers");
 
 int64_t rotary_dims(const ModelConfig& m);
 

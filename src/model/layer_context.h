@@ -6,18 +6,23 @@
 
 namespace msa {
 
+class Comm;
+
 enum class MsaPhase { warmup, sparse };  // spec §5: dense Main Branch while the indexer warms up, then sparse
 
 // Gradient weight per token of each loss: the step scales every loss by 1 / (global tokens); a weight of 0 means
 // that loss sends no gradient (evaluation, or the detach tests).
 struct LossWeights {
   double lm = 0;
-  double kl = 0;  // before kl_coef / Hkv, which the MSA layer applies (spec §4)
+  double kl = 0;   // before kl_coef / Hkv, which the MSA layer applies (spec §4)
+  double moe = 0;  // MoE aux and z losses, before their coefficients, which the MoE layer applies
 };
 
 struct LayerContext {
   ModelConfig cfg;
   AttentionConfig attn;  // MSA knobs
+  MoeConfig moe;         // MoE knobs (used by the layers built as MoE)
+  Comm* ep_comm = nullptr;  // the expert-parallel group; nullptr = this rank holds every expert
   MsaPhase phase = MsaPhase::sparse;
   LossWeights weights;
   bool measure_recall = false;  // MSA layers measure index_recall in this forward

@@ -22,6 +22,10 @@ struct Param {
   Tensor grad;       // master dtype; accumulated over micro-batches, zeroed at the start of each step
   ParamKind kind = ParamKind::matrix;
   ParamGroup group = ParamGroup::backbone;
+  // >= 0: the weight of routed expert `expert` (global id) of an MoE layer. Expert parallel splits those over
+  // the ep group: only the ranks holding the expert have it, its gradient is summed over the ranks holding
+  // the same experts (ProcessGrid::ep_dp), and checkpoints gather it. -1: every rank holds the parameter.
+  int64_t expert = -1;
 
   Param() = default;
   Param(std::string n, const Shape& shape, DType dtype, Device device, ParamKind k,

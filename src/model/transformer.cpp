@@ -8,15 +8,19 @@
 
 namespace msa {
 
-Transformer::Transformer(const ModelConfig& cfg, const AttentionConfig& attn, DType dtype, Device device,
-                         int64_t micro_batch, int64_t seq)
+Transformer::Transformer(const ModelConfig& cfg, const AttentionConfig& attn, const MoeConfig& moe, DType dtype,
+                         Device device, int64_t micro_batch, int64_t seq, Comm* ep_comm)
     : ctx_(cfg, attn, dtype, device, micro_batch, seq),
       embed_("embed.weight", {padded_vocab(cfg.vocab_size), cfg.d_model}, dtype, device, ParamKind::embedding),
       final_norm_("final_norm.weight", micro_batch * seq, cfg.d_model, cfg.norm_eps, dtype, device) {
   const int64_t n = ctx_.rows();
+  ctx_.moe = moe;
+  ctx_.ep_comm = ep_comm;
   const std::vector<bool> dense = parse_layer_set(attn.dense_layers, cfg.n_layers);
+  const std::vector<bool> dense_ffn = parse_layer_set(moe.dense_layers, cfg.n_layers, "moe.dense_layers");
   for (int64_t l = 0; l < cfg.n_layers; ++l)
-    blocks_.push_back(std::make_unique<Block>(int(l), ctx_, attn.type == "msa" && !dense[size_t(l)]));
+    blocks_.push_back(std::make_unique<Block>(int(l), ctx_, attn.type == "msa" && !dense[size_t(l)],
+                                              cfg.ffn == "moe" && !dense_ffn[size_t(l)]));
   if (!cfg.tie_embeddings)
     head_ = Param("lm_head.weight", {padded_vocab(cfg.vocab_size), cfg.d_model}, dtype, device, ParamKind::matrix);
   x0_ = Tensor::zeros({n, cfg.d_model}, dtype, device);
@@ -30,10 +34,21 @@ Transformer::Transformer(const ModelConfig& cfg, const AttentionConfig& attn, DT
   if (!cfg.tie_embeddings) params_.push_back(&head_);
 }
 
+namespace {
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char ch : s) h = (h ^ ch) * 0x100000001b3ull;
+  return h;
+}
+}  // namespace
+
 void Transformer::init_weights(Rng& rng) {
   const double std_ = ctx_.cfg.init_std;
   const double out_std = std_ / std::sqrt(2.0 * double(ctx_.cfg.n_layers));
+  const uint64_t expert_seed = rng.state();
   for (Param* p : params_) {
+    Rng expert_rng(splitmix64(expert_seed ^ fnv1a(p->name)));
+    Rng& r = p->expert >= 0 ? expert_rng : rng;
     if (p->kind == ParamKind::norm) {
       p->assign(std::vector<double>(p->value.numel(), 1.0));
       continue;
@@ -41,7 +56,7 @@ void Transformer::init_weights(Rng& rng) {
     const bool residual_out = p->name.ends_with(".wo") || p->name.ends_with(".w2");
     const double s = residual_out ? out_std : std_;
     std::vector<double> v(p->value.numel());
-    for (double& x : v) x = s * rng.normal();
+    for (double& x : v) x = s * r.normal();
     if (p == &embed_ || p == &head_)  // the padding rows beyond the vocabulary stay 0 (no token, no gradient)
       std::fill(v.begin() + ctx_.cfg.vocab_size * ctx_.cfg.d_model, v.end(), 0.0);
     p->assign(v);
@@ -83,6 +98,12 @@ ForwardStats Transformer::forward(const Tensor& tokens, const Tensor& targets, c
     st.msa.rows += m.rows;
     st.msa.recall_measured = st.msa.recall_measured || m.recall_measured;
     st.objective += m.objective;
+  }
+  for (auto& b : blocks_) {
+    MoeLayerStats m = b->moe_stats();
+    if (!m.moe) continue;
+    st.objective += m.objective;
+    st.moe.push_back(std::move(m));
   }
   return st;
 }

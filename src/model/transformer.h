@@ -20,6 +20,7 @@ struct ForwardStats {
   double objective = 0;
   MsaLayerStats msa;       // summed over MSA layers (rows counts every layer's rows)
   int64_t msa_layers = 0;
+  std::vector<MoeLayerStats> moe;  // one per MoE layer, in layer order
 };
 
 // The embedding and LM head have this many rows: the vocabulary rounded up to a multiple of 64, so that the
@@ -29,13 +30,19 @@ inline int64_t padded_vocab(int64_t vocab) { return (vocab + 63) / 64 * 64; }
 
 class Transformer {
  public:
+  // MoE layers (model.ffn = moe) split their routed experts over ep_comm (nullptr: this rank holds them all).
+  Transformer(const ModelConfig& cfg, const AttentionConfig& attn, const MoeConfig& moe, DType dtype, Device device,
+              int64_t micro_batch, int64_t seq, Comm* ep_comm = nullptr);
   Transformer(const ModelConfig& cfg, const AttentionConfig& attn, DType dtype, Device device, int64_t micro_batch,
-              int64_t seq);
+              int64_t seq)
+      : Transformer(cfg, attn, MoeConfig{}, dtype, device, micro_batch, seq) {}
   Transformer(const ModelConfig& cfg, DType dtype, Device device, int64_t micro_batch, int64_t seq)
       : Transformer(cfg, AttentionConfig{}, dtype, device, micro_batch, seq) {}
 
   // Draws every parameter from rng (normal(0, init_std); residual output projections scaled by
-  // 1/sqrt(2 L); norms = 1). Same seed, same weights, on every rank.
+  // 1/sqrt(2 L); norms = 1). Same seed, same weights, on every rank. Routed experts draw from their own
+  // stream, seeded by rng's state and the parameter's name, so each expert's weights do not depend on which
+  // rank holds it (expert parallel) and the other weights do not depend on the experts held.
   void init_weights(Rng& rng);
 
   // tokens, targets (B, T) int32; targets < 0 are ignored. weights (non-zero) prepare backward() for the loss

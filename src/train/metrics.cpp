@@ -53,6 +53,13 @@ JsonLine& JsonLine::add(const std::string& key, const std::string& v) {
   return *this;
 }
 
+JsonLine& JsonLine::add(const std::string& key, const std::vector<double>& v) {
+  std::string list = "[";
+  for (size_t i = 0; i < v.size(); ++i) list += (i ? ", " : "") + JsonLine().add("x", v[i]).fields_[0].second;
+  fields_.emplace_back(key, list + "]");
+  return *this;
+}
+
 std::string JsonLine::str() const {
   std::string s = "{";
   for (size_t i = 0; i < fields_.size(); ++i) s += (i ? ", \"" : "\"") + fields_[i].first + "\": " + fields_[i].second;

@@ -13,6 +13,7 @@ class JsonLine {
   JsonLine& add(const std::string& key, double v);
   JsonLine& add(const std::string& key, int64_t v);
   JsonLine& add(const std::string& key, const std::string& v);
+  JsonLine& add(const std::string& key, const std::vector<double>& v);  // a JSON list of numbers
   std::string str() const;
 
  private:

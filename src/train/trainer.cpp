@@ -1,11 +1,13 @@
 #include "train/trainer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <numeric>
 #include <sstream>
 
 #include "config/load.h"
@@ -25,6 +27,21 @@ std::set<int64_t> parse_fault_steps() {
       if (!item.empty()) steps.insert(std::stoll(item));
   }
   return steps;
+}
+
+// StepStats' MoE fields from the world's sums: aux sum, z sum, dropped, assignments, then per MoE layer the
+// assignments routed to each of the `experts` experts.
+void set_moe_stats(StepStats& s, const std::vector<double>& sums, int64_t experts, int64_t global_tokens) {
+  const size_t e = size_t(experts);
+  const double layers = double((sums.size() - 4) / e);
+  s.aux_loss = sums[0] / (double(global_tokens) * layers);
+  s.z_loss = sums[1] / (double(global_tokens) * layers);
+  s.dropped_share = sums[3] > 0 ? sums[2] / sums[3] : 0.0;
+  for (size_t at = 4; at < sums.size(); at += e) {
+    const double total = std::accumulate(sums.begin() + long(at), sums.begin() + long(at + e), 0.0);
+    const double busiest = *std::max_element(sums.begin() + long(at), sums.begin() + long(at + e));
+    s.load_max_over_mean.push_back(total > 0 ? busiest / (total / double(experts)) : 0.0);
+  }
 }
 
 }  // namespace
@@ -66,7 +83,9 @@ Trainer::Trainer(const RunConfig& cfg, Comm& world, const std::string& resume)
     const std::string gpu = bind_gpu();
     if (is_root()) std::printf("msatrain: rank 0 on %s\n", gpu.c_str());
   }
-  model_ = std::make_unique<Transformer>(m, cfg_.attention, compute_dtype(device), device, t.micro_batch, m.seq_len);
+  Comm* ep_comm = m.ffn == "moe" ? &grid_.ep() : nullptr;  // MoE layers exchange tokens over the ep group
+  model_ = std::make_unique<Transformer>(m, cfg_.attention, cfg_.moe, compute_dtype(device), device, t.micro_batch,
+                                         m.seq_len, ep_comm);
   Rng init_rng(static_cast<uint64_t>(cfg_.run.seed));
   model_->init_weights(init_rng);
   optim_ = std::make_unique<AdamW>(model_->params(), t);
@@ -108,10 +127,12 @@ StepStats Trainer::train_step(int64_t step) {
   const bool recall_step = is_msa() && every > 0 && (step % every == 0 || step + 1 == cfg_.train.steps);
   // Every token of the global batch weighs 1/global_tokens, whatever rank or micro-batch holds it.
   const double w = 1.0 / double(global_tokens_);
-  const LossWeights weights{w, w};
+  const LossWeights weights{w, w, w};
   const int64_t first = step * seqs_per_rank_ * cfg_.parallel.dp + grid_.dp().rank() * seqs_per_rank_;
   // sums: objective, lm loss, kl sum, kl rows, recall sum, recall rows, selected share sum
   double sums[7] = {0, 0, 0, 0, 0, 0, 0};
+  // MoE: aux sum, z sum, dropped, assignments, then per MoE layer the tokens routed to each expert.
+  std::vector<double> moe_sums;
   for (int64_t mb = 0; mb < micro_steps_; ++mb) {
     sampler_->load(first + mb * cfg_.train.micro_batch, tokens_, targets_);
     upload_batch();
@@ -124,6 +145,12 @@ StepStats Trainer::train_step(int64_t step) {
     sums[3] += double(f.msa.rows);
     if (f.msa.recall_measured) sums[4] += f.msa.recall_sum, sums[5] += double(f.msa.rows);
     sums[6] += f.msa.selected_share_sum;
+    moe_sums.resize(4 + f.moe.size() * size_t(cfg_.moe.n_experts), 0.0);
+    for (size_t l = 0; l < f.moe.size(); ++l) {
+      const MoeLayerStats& m = f.moe[l];
+      moe_sums[0] += m.aux_sum, moe_sums[1] += m.z_sum, moe_sums[2] += m.dropped, moe_sums[3] += m.assignments;
+      for (size_t e = 0; e < m.routed.size(); ++e) moe_sums[4 + l * m.routed.size() + e] += m.routed[e];
+    }
   }
   if (fault_fail_rank_ == world_.rank() && fault_fail_step_ == step)
     MSA_CHECK(false, "injected failure on rank " << fault_fail_rank_ << " at step " << step + 1
@@ -135,9 +162,14 @@ StepStats Trainer::train_step(int64_t step) {
     Tensor first_grad = model_->params()[0]->grad.view({model_->params()[0]->grad.numel()}).slice(0, 1);
     first_grad.copy_from(nan);
   }
-  // Data parallel: sum the already-scaled gradients and the statistics over the group.
-  for (Param* p : model_->params()) grid_.dp().allreduce_sum(p->grad);
-  grid_.dp().allreduce_sum(sums, 7);
+  // Sum the already-scaled gradients and the statistics over the world; an expert's gradient over the ranks
+  // holding that expert (each has the gradient of the tokens its ep group routed to it).
+  for (Param* p : model_->params()) (p->expert >= 0 ? grid_.ep_dp() : world_).allreduce_sum(p->grad);
+  world_.allreduce_sum(sums, 7);
+  if (!moe_sums.empty()) {
+    world_.allreduce_sum(moe_sums.data(), int64_t(moe_sums.size()));
+    set_moe_stats(s, moe_sums, cfg_.moe.n_experts, global_tokens_);
+  }
   s.loss = sums[0];
   s.lm_loss = sums[1] / double(global_tokens_);
   if (sums[3] > 0) {
@@ -145,8 +177,9 @@ StepStats Trainer::train_step(int64_t step) {
     s.selected_share = sums[6] / sums[3];
   }
   if (sums[5] > 0) s.index_recall = sums[4] / sums[5];
-  s.grad_norm = global_grad_norm(model_->params(), ParamGroup::backbone);
-  s.index_grad_norm = global_grad_norm(model_->params(), ParamGroup::index);
+  const std::array<double, 2> norms = grad_norms();
+  s.grad_norm = norms[0];
+  s.index_grad_norm = norms[1];
   if (!std::isfinite(s.loss) || !std::isfinite(s.grad_norm) || !std::isfinite(s.index_grad_norm)) {
     s.skipped = true;
     ++skipped_total_;
@@ -166,12 +199,23 @@ StepStats Trainer::train_step(int64_t step) {
   return s;
 }
 
+std::array<double, 2> Trainer::grad_norms() {
+  double sq[4] = {0, 0, 0, 0};  // backbone, index; the experts' backbone, index
+  for (const Param* p : model_->params())
+    sq[(p->expert >= 0 ? 2 : 0) + size_t(p->group)] += ops::sum_squares(p->grad);
+  // The ep group holds every expert once (and after the reduction over ep_dp every group holds the same).
+  grid_.ep().allreduce_sum(sq + 2, 2);
+  return {std::sqrt(sq[0] + sq[2]), std::sqrt(sq[1] + sq[3])};
+}
+
 double Trainer::evaluate() {
   const int64_t count = val_windows_->count(), b = cfg_.train.micro_batch, ranks = grid_.dp().size();
   const int64_t per_rank = (count + ranks - 1) / ranks;
   const int64_t begin = std::min(count, grid_.dp().rank() * per_rank), end = std::min(count, begin + per_rank);
   double sums[2] = {0, 0};  // loss sum, token count
-  for (int64_t w = begin; w < end; w += b) {
+  // Every rank runs the same number of forwards (MoE layers exchange tokens over the ep group): a rank whose
+  // range is shorter runs padding windows with every target ignored.
+  for (int64_t w = begin; w < begin + per_rank; w += b) {
     val_windows_->load(w, tokens_, targets_);
     // Rows beyond this rank's range belong to the next rank: ignore their targets.
     for (int64_t r = 0; r < b; ++r)
@@ -196,6 +240,12 @@ void Trainer::log_step(int64_t step, const StepStats& s, double tokens_per_s) {
     j.add("kl_loss", s.kl_loss).add("index_grad_norm", s.index_grad_norm).add("selected_share", s.selected_share);
     if (s.index_recall >= 0) j.add("index_recall", s.index_recall);
   }
+  double busiest = 0;  // the largest per-layer load imbalance, for the progress line
+  for (double v : s.load_max_over_mean) busiest = std::max(busiest, v);
+  if (is_moe()) {
+    j.add("aux_loss", s.aux_loss).add("z_loss", s.z_loss).add("dropped_token_share", s.dropped_share);
+    j.add("expert_load_max_over_mean", s.load_max_over_mean);
+  }
   if (cfg_.device == "cuda") j.add("gpu_mem_gib", device_memory_used_gib(Device::cuda));
   j.add("elapsed_s", elapsed);
   metrics_.write(j);
@@ -209,6 +259,15 @@ void Trainer::log_step(int64_t step, const StepStats& s, double tokens_per_s) {
       msa += buf;
     }
   }
+  if (is_moe()) {
+    char buf[128];
+    std::snprintf(buf, sizeof buf, " | aux %.3f z %.3f load %.2f", s.aux_loss, s.z_loss, busiest);
+    msa += buf;
+    if (s.dropped_share > 0) {
+      std::snprintf(buf, sizeof buf, " dropped %.3f", s.dropped_share);
+      msa += buf;
+    }
+  }
   std::printf("step %*lld/%lld | loss %.4f%s | lr %.2e | grad %.3f | %.1fk tok/s | elapsed %s | eta %s%s\n",
               int(std::to_string(total).size()), (long long)done, (long long)total, s.lm_loss, msa.c_str(), s.lr,
               s.grad_norm, tokens_per_s / 1000.0, format_duration(elapsed).c_str(), format_duration(eta).c_str(),
@@ -217,10 +276,14 @@ void Trainer::log_step(int64_t step, const StepStats& s, double tokens_per_s) {
 }
 
 double Trainer::run() {
+  // Expert parallel holds n_experts / ep of the routed experts per rank: count each expert once.
+  double params[2] = {0, 0};  // held by every rank, routed experts held here
+  for (const Param* p : model_->params()) params[p->expert >= 0] += double(p->value.numel());
+  grid_.ep().allreduce_sum(params + 1, 1);
   if (is_root()) {
     std::printf("msatrain: %lld parameters, %d rank(s), %lld tokens per step (%lld micro-batches of %lld x %lld per "
                 "rank), run dir %s\n",
-                (long long)model_->num_parameters(), world_.size(), (long long)global_tokens_, (long long)micro_steps_,
+                (long long)(params[0] + params[1]), world_.size(), (long long)global_tokens_, (long long)micro_steps_,
                 (long long)cfg_.train.micro_batch, (long long)cfg_.model.seq_len, cfg_.run.dir.c_str());
     std::fflush(stdout);
   }

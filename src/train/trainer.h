@@ -1,6 +1,7 @@
 // The training loop: gradient accumulation over micro-batches, data-parallel gradient averaging, non-finite
 // step skipping, global-norm clipping, AdamW, periodic validation, metrics and the progress line.
 #pragma once
+#include <array>
 #include <chrono>
 #include <memory>
 #include <set>
@@ -27,6 +28,11 @@ struct StepStats {
   double index_grad_norm = 0;  // Index Branch gradient norm before clipping
   double lr = 0;
   bool skipped = false;   // non-finite loss or gradient
+  // MoE (model.ffn = moe), over the global batch and the MoE layers:
+  double aux_loss = 0;        // mean over MoE layers of n_experts x sum_e f_e P_e, before moe.aux_loss_coef
+  double z_loss = 0;          // mean over tokens and MoE layers of logsumexp(router logits)^2, before moe.z_loss_coef
+  double dropped_share = 0;   // share of (token, expert) assignments dropped by the capacity limit
+  std::vector<double> load_max_over_mean;  // per MoE layer: tokens of the busiest expert / mean tokens per expert
 };
 
 class Trainer {
@@ -83,6 +89,9 @@ class Trainer {
 
   void log_step(int64_t step, const StepStats& s, double tokens_per_s);
   bool is_msa() const { return cfg_.attention.type == "msa"; }
+  bool is_moe() const { return cfg_.model.ffn == "moe"; }
+  // Gradient norms of the backbone and index groups; experts' squares are summed over the ep group.
+  std::array<double, 2> grad_norms();
   MsaPhase phase_at(int64_t step) const {
     return step < cfg_.attention.warmup_steps ? MsaPhase::warmup : MsaPhase::sparse;
   }

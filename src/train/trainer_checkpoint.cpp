@@ -2,6 +2,9 @@
 // from model.init_from, and the end-of-step hook that saves periodically, at the end, and on SIGTERM/SIGINT.
 #include <algorithm>
 #include <cstdio>
+#include <map>
+
+#include "model/moe_ffn.h"
 
 #include "train/trainer.h"
 
@@ -12,9 +15,28 @@ std::vector<StateTensor> Trainer::model_state() {
   std::vector<Tensor>& m = optim_->first_moments();
   std::vector<Tensor>& v = optim_->second_moments();
   std::vector<StateTensor> ts;
-  for (Param* p : ps) ts.push_back({"params/" + p->name, &p->master});
-  for (size_t i = 0; i < ps.size(); ++i) ts.push_back({"optim/m/" + ps[i]->name, &m[i]});
-  for (size_t i = 0; i < ps.size(); ++i) ts.push_back({"optim/v/" + ps[i]->name, &v[i]});
+  // Replicated tensors first; then every routed expert of the model (expert parallel holds n_experts / ep of
+  // them per rank), in the same order on every rank, with this rank's copy where it holds one.
+  std::map<std::string, size_t> held;
+  for (size_t i = 0; i < ps.size(); ++i) {
+    if (ps[i]->expert >= 0) held[ps[i]->name] = i;
+    else ts.push_back({"params/" + ps[i]->name, &ps[i]->master});
+  }
+  for (size_t i = 0; i < ps.size(); ++i)
+    if (ps[i]->expert < 0) ts.push_back({"optim/m/" + ps[i]->name, &m[i]});
+  for (size_t i = 0; i < ps.size(); ++i)
+    if (ps[i]->expert < 0) ts.push_back({"optim/v/" + ps[i]->name, &v[i]});
+  const int64_t per_rank = cfg_.moe.n_experts / cfg_.parallel.ep;
+  for (const ExpertTensor& e : global_expert_tensors(cfg_.model, cfg_.moe)) {
+    const auto it = held.find(e.name);
+    const int owner = int(e.expert / per_rank);
+    MSA_CHECK((it != held.end()) == (owner == grid_.ep_index()), "expert tensor " << e.name << " held by ep index "
+                                                                                 << grid_.ep_index());
+    const bool mine = it != held.end();
+    ts.push_back({"params/" + e.name, mine ? &ps[it->second]->master : nullptr, Sharding::expert, owner, e.shape});
+    ts.push_back({"optim/m/" + e.name, mine ? &m[it->second] : nullptr, Sharding::expert, owner, e.shape});
+    ts.push_back({"optim/v/" + e.name, mine ? &v[it->second] : nullptr, Sharding::expert, owner, e.shape});
+  }
   return ts;
 }
 
@@ -24,21 +46,25 @@ std::vector<StateTensor> Trainer::state_tensors() {
   std::vector<StateTensor> ts = model_state();
   if (cfg_.device == "cpu") return ts;
   if (host_state_.empty())
-    for (const StateTensor& t : ts) host_state_.push_back(Tensor::empty(t.local->shape(), t.local->dtype()));
-  for (size_t i = 0; i < ts.size(); ++i) ts[i].local = &host_state_[i];
+    for (const StateTensor& t : ts)
+      host_state_.push_back(t.local ? Tensor::empty(t.local->shape(), t.local->dtype()) : Tensor());
+  for (size_t i = 0; i < ts.size(); ++i)
+    if (ts[i].local) ts[i].local = &host_state_[i];  // an expert held by another rank stays nullptr
   return ts;
 }
 
 void Trainer::state_to_host() {
   if (cfg_.device == "cpu") return;
   std::vector<StateTensor> dev = model_state(), host = state_tensors();
-  for (size_t i = 0; i < dev.size(); ++i) host[i].local->copy_from(*dev[i].local);
+  for (size_t i = 0; i < dev.size(); ++i)
+    if (dev[i].local) host[i].local->copy_from(*dev[i].local);
 }
 
 void Trainer::state_from_host() {
   if (cfg_.device == "cpu") return;
   std::vector<StateTensor> dev = model_state(), host = state_tensors();
-  for (size_t i = 0; i < dev.size(); ++i) dev[i].local->copy_from(*host[i].local);
+  for (size_t i = 0; i < dev.size(); ++i)
+    if (dev[i].local) dev[i].local->copy_from(*host[i].local);
   for (Param* p : model_->params()) p->sync_value();
 }
 

@@ -139,8 +139,9 @@ INSTANTIATE_TEST_SUITE_P(
                  "'gqa'"},
         Rejected{"context_parallel", "parallel:\n  cp: 2\n", {},
                  "x.yaml:2: parallel.cp > 1 (context parallel) is not supported by this build yet"},
-        Rejected{"expert_parallel", "parallel:\n  ep: 2\n", {},
-                 "x.yaml:2: parallel.ep > 1 (expert parallel) is not supported by this build yet"},
+        Rejected{"expert_parallel_without_moe", "parallel:\n  ep: 2\n", {},
+                 "x.yaml:2: parallel.ep (2) splits experts over ranks, but model.ffn is dense: set model.ffn: moe or "
+                 "parallel.ep: 1"},
         Rejected{"msa_forced_blocks_exceed_k", "attention:\n  type: msa\n  topk_blocks: 2\n  sink_blocks: 2\n", {},
                  "x.yaml:4, x.yaml:3: attention.sink_blocks (2) plus the forced local block exceed "
                  "attention.topk_blocks (2)"},
@@ -233,6 +234,9 @@ RunConfig unusual_config() {
                  .force_local = false, .sink_blocks = 1, .kl_coef = 0.5, .detach_index_input = false,
                  .warmup_steps = 3, .dense_layers = "0-1", .freeze_backbone_in_warmup = true, .recall_every = 5};
   c.parallel.dp = 4;
+  c.model.ffn = "moe";
+  c.moe = {.dense_layers = "1", .n_experts = 6, .top_k = 3, .shared_experts = 2, .d_ff = 40, .score = "sigmoid",
+           .renormalize = false, .aux_loss_coef = 0.125, .z_loss_coef = 1e-4, .capacity_factor = 1.5};
   c.train = {.steps = 7, .batch_tokens = 4096, .micro_batch = 3, .lr = 6e-4, .min_lr = 0.0, .warmup_steps = 7,
              .decay = "linear", .weight_decay = 0.05, .decay_norms_and_embeddings = true, .beta1 = 0.8,
              .beta2 = 0.999, .adam_eps = 1e-300, .grad_clip = 0.0, .max_bad_steps = 0, .log_every = 1};

@@ -26,11 +26,5 @@ void AdamW::step(double lr, const std::array<double, 2>& group_scale, const std:
   }
 }
 
-double global_grad_norm(const ParamList& params, ParamGroup group) {
-  std::vector<const Tensor*> grads;
-  for (const Param* p : params)
-    if (p->group == group) grads.push_back(&p->grad);
-  return std::sqrt(ops::sum_squares(grads));
-}
 
 }  // namespace msa

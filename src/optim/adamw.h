@@ -31,7 +31,5 @@ class AdamW {
   int64_t t_ = 0;
 };
 
-// sqrt of the sum of squares of every gradient of the group (in double).
-double global_grad_norm(const ParamList& params, ParamGroup group);
 
 }  // namespace msa

@@ -200,9 +200,10 @@ StepStats Trainer::train_step(int64_t step) {
 }
 
 std::array<double, 2> Trainer::grad_norms() {
-  double sq[4] = {0, 0, 0, 0};  // backbone, index; the experts' backbone, index
-  for (const Param* p : model_->params())
-    sq[(p->expert >= 0 ? 2 : 0) + size_t(p->group)] += ops::sum_squares(p->grad);
+  std::vector<const Tensor*> grads[4];  // backbone, index; the experts' backbone, index
+  for (const Param* p : model_->params()) grads[(p->expert >= 0 ? 2 : 0) + size_t(p->group)].push_back(&p->grad);
+  double sq[4];
+  for (size_t i = 0; i < 4; ++i) sq[i] = ops::sum_squares(grads[i]);  // one host round trip per list on the GPU
   // The ep group holds every expert once (and after the reduction over ep_dp every group holds the same).
   grid_.ep().allreduce_sum(sq + 2, 2);
   return {std::sqrt(sq[0] + sq[2]), std::sqrt(sq[1] + sq[3])};

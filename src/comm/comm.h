@@ -23,6 +23,19 @@ class Comm {
   // A communicator over the ranks with the same color, ordered by key (e.g. the data-parallel group).
   virtual std::unique_ptr<Comm> split(int color, int key) = 0;
   [[noreturn]] virtual void abort(int code) = 0;
+
+  // Context parallel (model/context_parallel.h). Both take flat host tensors of one dtype; the defaults serve a
+  // one-rank communicator (a copy), so that test doubles need not implement them.
+  // recv (size * n) = every rank's send (n), in rank order.
+  virtual void allgather(const Tensor& send, Tensor& recv) {
+    MSA_CHECK(size() == 1 && recv.numel() == send.numel(), "allgather is not implemented by this communicator");
+    recv.copy_from(send);
+  }
+  // recv (n) = the sum over ranks of block `rank()` (elements [rank n, (rank+1) n)) of their send (size * n).
+  virtual void reduce_scatter_sum(const Tensor& send, Tensor& recv) {
+    MSA_CHECK(size() == 1 && recv.numel() == send.numel(), "reduce_scatter_sum is not implemented by this communicator");
+    recv.copy_from(send);
+  }
 };
 
 // The world communicator over MPI_COMM_WORLD. MPI must be initialised (see MpiSession).

@@ -191,8 +191,6 @@ void check_cross_fields(const LoadState& s) {
     fail_keys(s, {"device"}, "device 'cuda' is not available in this build yet");
 #endif
   }
-  if (c.parallel.cp != 1)
-    fail_keys(s, {"parallel.cp"}, "parallel.cp > 1 (context parallel) is not supported by this build yet");
   if (c.parallel.ep != 1)
     fail_keys(s, {"parallel.ep"}, "parallel.ep > 1 (expert parallel) is not supported by this build yet");
   const AttentionConfig& a = c.attention;
@@ -276,6 +274,12 @@ void validate_layout(const RunConfig& c, int world_size) {
   // Context parallel cuts each sequence into 2*cp chunks (balanced causal work).
   MSA_USER_CHECK(p.cp == 1 || c.model.seq_len % (2 * p.cp) == 0,
                  "model.seq_len (" << c.model.seq_len << ") must be a multiple of 2 x parallel.cp = " << 2 * p.cp);
+  // MSA selects whole blocks: each chunk must hold whole attention blocks.
+  const int64_t chunk = c.model.seq_len / (2 * p.cp), block = c.attention.block_size;
+  MSA_USER_CHECK(p.cp == 1 || c.attention.type != "msa" || chunk % block == 0,
+                 "model.seq_len (" << c.model.seq_len << ") / (2 x parallel.cp = " << 2 * p.cp << ") = " << chunk
+                                   << " tokens per context-parallel chunk, not a multiple of attention.block_size ("
+                                   << block << "); MSA needs chunks of whole blocks");
 }
 
 std::string to_yaml(const RunConfig& c) {

@@ -18,6 +18,7 @@ class Block {
   void collect(ParamList& ps);
   const Tensor& out() const { return out_; }
   MsaLayerStats msa_stats() const { return attn_->msa_stats(); }
+  int64_t attended_pairs() const { return attn_->attended_pairs(); }
 
  private:
   LayerContext& ctx_;

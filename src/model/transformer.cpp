@@ -3,15 +3,20 @@
 #include <cmath>
 
 #include "config/load.h"
+#include "model/context_parallel.h"
 #include "ops/ops.h"
 
 namespace msa {
 
 Transformer::Transformer(const ModelConfig& cfg, const AttentionConfig& attn, DType dtype, Device device,
-                         int64_t micro_batch, int64_t seq)
-    : ctx_(cfg, attn, dtype, device, micro_batch, seq),
+                         int64_t micro_batch, int64_t seq, ContextParallel* cp)
+    : ctx_(cfg, attn, dtype, device, micro_batch, cp ? cp->local_len() : seq),
       embed_("embed.weight", {cfg.vocab_size, cfg.d_model}, dtype, device, ParamKind::embedding),
-      final_norm_("final_norm.weight", micro_batch * seq, cfg.d_model, cfg.norm_eps, dtype, device) {
+      final_norm_("final_norm.weight", ctx_.rows(), cfg.d_model, cfg.norm_eps, dtype, device) {
+  if (cp) {
+    MSA_CHECK(cp->seq_len() == seq, "context parallel for sequences of " << cp->seq_len() << ", model of " << seq);
+    ctx_.use_context_parallel(*cp);  // before the blocks: they size their key buffers by it
+  }
   const int64_t n = ctx_.rows();
   const std::vector<bool> dense = parse_layer_set(attn.dense_layers, cfg.n_layers);
   for (int64_t l = 0; l < cfg.n_layers; ++l)
@@ -70,6 +75,7 @@ ForwardStats Transformer::forward(const Tensor& tokens, const Tensor& targets, c
   st.lm_loss_sum = ops::sum(losses_);
   st.objective = weights.lm * st.lm_loss_sum;
   for (auto& b : blocks_) {
+    st.attended_pairs += b->attended_pairs();
     const MsaLayerStats m = b->msa_stats();
     if (m.rows == 0) continue;
     ++st.msa_layers;

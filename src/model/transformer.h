@@ -20,12 +20,15 @@ struct ForwardStats {
   double objective = 0;
   MsaLayerStats msa;       // summed over MSA layers (rows counts every layer's rows)
   int64_t msa_layers = 0;
+  int64_t attended_pairs = 0;  // (query, KV group, key) triples the attention layers attended, summed over layers
 };
 
 class Transformer {
  public:
+  // seq is the global sequence length. With cp (context parallel, see context_parallel.h) this rank holds
+  // cp->local_len() tokens of each sequence at cp->local_positions(), and forward() takes those tokens.
   Transformer(const ModelConfig& cfg, const AttentionConfig& attn, DType dtype, Device device, int64_t micro_batch,
-              int64_t seq);
+              int64_t seq, ContextParallel* cp = nullptr);
   Transformer(const ModelConfig& cfg, DType dtype, Device device, int64_t micro_batch, int64_t seq)
       : Transformer(cfg, AttentionConfig{}, dtype, device, micro_batch, seq) {}
 
@@ -33,7 +36,7 @@ class Transformer {
   // 1/sqrt(2 L); norms = 1). Same seed, same weights, on every rank.
   void init_weights(Rng& rng);
 
-  // tokens, targets (B, T) int32; targets < 0 are ignored. weights (non-zero) prepare backward() for the loss
+  // tokens, targets (B, T) int32 (T = the local tokens with cp); targets < 0 are ignored. weights (non-zero) prepare backward() for the loss
   // weights.lm * sum(LM losses) + MSA KL terms (e.g. weights = 1 / global token count).
   ForwardStats forward(const Tensor& tokens, const Tensor& targets, const LossWeights& weights);
   // Dense-only shorthand: the summed LM loss, gradient weight grad_scale.

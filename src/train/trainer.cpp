@@ -60,12 +60,20 @@ Trainer::Trainer(const RunConfig& cfg, Comm& world, const std::string& resume)
   sampler_ = std::make_unique<WindowSampler>(*train_data_, m.seq_len, static_cast<uint64_t>(cfg_.run.seed));
   val_windows_ = std::make_unique<ValidationWindows>(*val_data_, m.seq_len, cfg_.eval.sequences);
 
-  model_ = std::make_unique<Transformer>(m, cfg_.attention, DType::f32, Device::cpu, t.micro_batch, m.seq_len);
+  if (grid_.cp_size() > 1) {
+    cp_ = std::make_unique<ContextParallel>(grid_.cp(), m.seq_len);
+    positions_ = cp_->local_positions();
+  } else {
+    positions_ = cp_local_positions(m.seq_len, 1, 0);  // the whole sequence
+  }
+  model_ = std::make_unique<Transformer>(m, cfg_.attention, DType::f32, Device::cpu, t.micro_batch, m.seq_len,
+                                         cp_.get());
   Rng init_rng(static_cast<uint64_t>(cfg_.run.seed));
   model_->init_weights(init_rng);
   optim_ = std::make_unique<AdamW>(model_->params(), t);
-  tokens_ = Tensor::zeros({t.micro_batch, m.seq_len}, DType::i32);
-  targets_ = Tensor::zeros({t.micro_batch, m.seq_len}, DType::i32);
+  const int64_t local = int64_t(positions_.size());
+  tokens_ = Tensor::zeros({t.micro_batch, local}, DType::i32);
+  targets_ = Tensor::zeros({t.micro_batch, local}, DType::i32);
   fault_nan_steps_ = parse_fault_steps();
   if (const char* env = std::getenv("MSATRAIN_INJECT_FAILURE")) {  // "RANK:STEP", 0-based step
     MSA_USER_CHECK(std::sscanf(env, "%d:%lld", &fault_fail_rank_, &fault_fail_step_) == 2,
@@ -95,11 +103,13 @@ StepStats Trainer::train_step(int64_t step) {
   // Every token of the global batch weighs 1/global_tokens, whatever rank or micro-batch holds it.
   const double w = 1.0 / double(global_tokens_);
   const LossWeights weights{w, w};
-  const int64_t first = step * seqs_per_rank_ * cfg_.parallel.dp + grid_.dp().rank() * seqs_per_rank_;
+  // The cp ranks of one dp slice load the same samples, each its own tokens of them.
+  const int64_t first = step * seqs_per_rank_ * cfg_.parallel.dp + grid_.dp_index() * seqs_per_rank_;
   // sums: objective, lm loss, kl sum, kl rows, recall sum, recall rows, selected share sum
   double sums[7] = {0, 0, 0, 0, 0, 0, 0};
+  int64_t attended = 0;
   for (int64_t mb = 0; mb < micro_steps_; ++mb) {
-    sampler_->load(first + mb * cfg_.train.micro_batch, tokens_, targets_);
+    sampler_->load(first + mb * cfg_.train.micro_batch, tokens_, targets_, positions_);
     model_->set_measure_recall(recall_step && mb == 0);  // recall on a sample: the first micro-batch
     const ForwardStats f = model_->forward(tokens_, targets_, weights);
     model_->backward();
@@ -109,6 +119,7 @@ StepStats Trainer::train_step(int64_t step) {
     sums[3] += double(f.msa.rows);
     if (f.msa.recall_measured) sums[4] += f.msa.recall_sum, sums[5] += double(f.msa.rows);
     sums[6] += f.msa.selected_share_sum;
+    attended += f.attended_pairs;
   }
   if (fault_fail_rank_ == world_.rank() && fault_fail_step_ == step)
     MSA_CHECK(false, "injected failure on rank " << fault_fail_rank_ << " at step " << step + 1
@@ -117,9 +128,16 @@ StepStats Trainer::train_step(int64_t step) {
     sums[0] = std::numeric_limits<double>::quiet_NaN();
     model_->params()[0]->grad.data<float>()[0] = std::numeric_limits<float>::quiet_NaN();
   }
-  // Data parallel: sum the already-scaled gradients and the statistics over the group.
-  for (Param* p : model_->params()) grid_.dp().allreduce_sum(p->grad);
-  grid_.dp().allreduce_sum(sums, 7);
+  // Sum the already-scaled gradients and the statistics over every rank: the dp slices and, within each, the cp
+  // ranks that hold different tokens of the same sequences (dp x cp = the world).
+  for (Param* p : model_->params()) world_.allreduce_sum(p->grad);
+  world_.allreduce_sum(sums, 7);
+  if (cp_) {  // how evenly context parallel spread the attention work (see docs/context_parallel.md)
+    const double mine = double(attended), most = world_.allreduce_max(mine);
+    double total = mine;
+    world_.allreduce_sum(&total, 1);
+    s.attn_imbalance = total > 0 ? most / (total / double(world_.size())) : 1.0;
+  }
   s.loss = sums[0];
   s.lm_loss = sums[1] / double(global_tokens_);
   if (sums[3] > 0) {
@@ -149,19 +167,20 @@ StepStats Trainer::train_step(int64_t step) {
 }
 
 double Trainer::evaluate() {
-  const int64_t count = val_windows_->count(), b = cfg_.train.micro_batch, ranks = grid_.dp().size();
-  const int64_t per_rank = (count + ranks - 1) / ranks;
-  const int64_t begin = std::min(count, grid_.dp().rank() * per_rank), end = std::min(count, begin + per_rank);
+  // Windows are split over the dp slices; the cp ranks of a slice evaluate their tokens of the same windows.
+  const int64_t count = val_windows_->count(), b = cfg_.train.micro_batch, ranks = grid_.dp_size();
+  const int64_t per_rank = (count + ranks - 1) / ranks, local = tokens_.dim(1);
+  const int64_t begin = std::min(count, grid_.dp_index() * per_rank), end = std::min(count, begin + per_rank);
   double sums[2] = {0, 0};  // loss sum, token count
   for (int64_t w = begin; w < end; w += b) {
-    val_windows_->load(w, tokens_, targets_);
+    val_windows_->load(w, tokens_, targets_, positions_);
     // Rows beyond this rank's range belong to the next rank: ignore their targets.
     for (int64_t r = 0; r < b; ++r)
-      if (w + r >= end) std::fill_n(targets_.data<int32_t>() + r * cfg_.model.seq_len, cfg_.model.seq_len, -1);
+      if (w + r >= end) std::fill_n(targets_.data<int32_t>() + r * local, local, -1);
     sums[0] += model_->forward(tokens_, targets_, LossWeights{}).lm_loss_sum;
     for (int64_t i = 0; i < targets_.numel(); ++i) sums[1] += targets_.data<int32_t>()[i] >= 0;
   }
-  grid_.dp().allreduce_sum(sums, 2);
+  world_.allreduce_sum(sums, 2);
   return sums[0] / std::max(sums[1], 1.0);
 }
 
@@ -177,6 +196,7 @@ void Trainer::log_step(int64_t step, const StepStats& s, double tokens_per_s) {
     j.add("kl_loss", s.kl_loss).add("index_grad_norm", s.index_grad_norm).add("selected_share", s.selected_share);
     if (s.index_recall >= 0) j.add("index_recall", s.index_recall);
   }
+  if (s.attn_imbalance >= 0) j.add("attn_imbalance", s.attn_imbalance);
   j.add("elapsed_s", elapsed);
   metrics_.write(j);
   std::string msa;

@@ -141,8 +141,6 @@ INSTANTIATE_TEST_SUITE_P(
                  "x.yaml:2: train.warmup_steps (2000) must be <= train.steps (1000)"},
         // Valid but not runnable by this build yet.
         Rejected{"device_cuda", "device: cuda\n", {}, kCudaMessage},
-        Rejected{"context_parallel", "parallel:\n  cp: 2\n", {},
-                 "x.yaml:2: parallel.cp > 1 (context parallel) is not supported by this build yet"},
         Rejected{"expert_parallel", "parallel:\n  ep: 2\n", {},
                  "x.yaml:2: parallel.ep > 1 (expert parallel) is not supported by this build yet"},
         Rejected{"msa_forced_blocks_exceed_k", "attention:\n  type: msa\n  topk_blocks: 2\n  sink_blocks: 2\n", {},
@@ -327,6 +325,22 @@ TEST(ConfigLayout, RejectsSequenceThatContextParallelCannotCut) {
   c.train.batch_tokens = 1000;
   c.parallel.cp = 8;
   EXPECT_EQ(layout_error(c, 8), "model.seq_len (100) must be a multiple of 2 x parallel.cp = 16");
+}
+
+TEST(ConfigLayout, RejectsContextParallelChunksOfPartialMsaBlocks) {
+  RunConfig c;
+  c.model.seq_len = 512;
+  c.train.batch_tokens = 4096;
+  c.attention.type = "msa";
+  c.attention.block_size = 64;
+  c.parallel = {1, 4, 1};
+  validate_layout(c, 4);  // chunks of 64 tokens: one block each
+  c.parallel = {1, 8, 1};
+  EXPECT_EQ(layout_error(c, 8),
+            "model.seq_len (512) / (2 x parallel.cp = 16) = 32 tokens per context-parallel chunk, not a multiple of "
+            "attention.block_size (64); MSA needs chunks of whole blocks");
+  c.attention.type = "gqa";  // dense attention has no blocks
+  validate_layout(c, 8);
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 # Context parallel: 5 steps with each sequence split over cp = 2 and 4 ranks give the same losses and gradient
 # norms as cp = 1 within 1e-5 relative — dense GQA; MSA through its warmup (steps 1-2) into the sparse phase
-# (steps 3-5); and cp = 2 combined with dp = 2.
+# (steps 3-5); and cp = 2 combined with dp = 2. The validation loss after the last step too.
 source "$MSATRAIN_SOURCE_DIR/tests/lib.sh"
 data=$(small_corpus)
 common=(train --config "$SRC/configs/tiny.yaml" "${TINY_SETS[@]}" --set data.dir="$data" --set train.steps=5
@@ -26,6 +26,9 @@ for x, y in zip(a, b):
         rel = abs(x[k] - y[k]) / max(abs(x[k]), 1e-12)
         assert rel < 1e-5, f"step {x['step']}: {k} {x[k]} vs {y[k]}: {rel:.2e} relative"
         worst = max(worst, rel)
+va = [json.loads(l)['val_loss'] for l in open(sys.argv[1]) if 'val_loss' in l]
+vb = [json.loads(l)['val_loss'] for l in open(sys.argv[2]) if 'val_loss' in l]
+assert len(va) == 1 and len(vb) == 1 and abs(va[0] - vb[0]) < 1e-5 * abs(va[0]), (va, vb)
 print(f"ok: {sys.argv[2]} matches {sys.argv[1]} on {', '.join(sys.argv[3:])}: largest relative difference {worst:.2e}; phases {[x['phase'] for x in b]}")
 PY
 }

@@ -16,7 +16,9 @@ std::vector<int32_t> cp_local_positions(int64_t seq_len, int cp, int index) {
 }
 
 ContextParallel::ContextParallel(Comm& comm, int64_t seq_len)
-    : comm_(comm), seq_len_(seq_len), local_pos_(cp_local_positions(seq_len, comm.size(), comm.rank())) {}
+    : comm_(comm), seq_len_(seq_len), local_pos_(cp_local_positions(seq_len, comm.size(), comm.rank())) {
+  for (int r = 0; r < comm.size(); ++r) rank_pos_.push_back(cp_local_positions(seq_len, comm.size(), r));
+}
 
 void ContextParallel::check_shapes(const Tensor& full, const Tensor& local, int64_t& batch, int64_t& width) const {
   MSA_CHECK(local.ndim() >= 2 && full.ndim() == local.ndim() && local.dim(1) == local_len() &&
@@ -45,7 +47,7 @@ void ContextParallel::gather_keys(Tensor& full, const Tensor& local) {
   const char* src = static_cast<const char*>(recv.raw());
   char* dst = static_cast<char*>(full.raw());
   for (int r = 0; r < cp; ++r) {
-    const std::vector<int32_t> pos = cp_local_positions(seq_len_, int(cp), r);
+    const std::vector<int32_t>& pos = rank_pos_[size_t(r)];
     for (int64_t b = 0; b < batch; ++b)
       for (int64_t i = 0; i < tl; ++i)
         std::memcpy(dst + size_t(b * seq_len_ + pos[size_t(i)]) * row, src + size_t((r * batch + b) * tl + i) * row,
@@ -63,7 +65,7 @@ void ContextParallel::scatter_key_grads(Tensor& local, const Tensor& full) {
   const char* src = static_cast<const char*>(full.raw());
   char* dst = static_cast<char*>(send.raw());
   for (int r = 0; r < cp; ++r) {
-    const std::vector<int32_t> pos = cp_local_positions(seq_len_, int(cp), r);
+    const std::vector<int32_t>& pos = rank_pos_[size_t(r)];
     for (int64_t b = 0; b < batch; ++b)
       for (int64_t i = 0; i < tl; ++i)
         std::memcpy(dst + size_t((r * batch + b) * tl + i) * row, src + size_t(b * seq_len_ + pos[size_t(i)]) * row,

@@ -41,6 +41,7 @@ class ContextParallel {
   Comm& comm_;
   int64_t seq_len_;
   std::vector<int32_t> local_pos_;
+  std::vector<std::vector<int32_t>> rank_pos_;  // [r]: positions rank r holds, for the rank-major staging
   Tensor send_, recv_;  // flat staging buffers in rank-major order, grown on first use
   void check_shapes(const Tensor& full, const Tensor& local, int64_t& batch, int64_t& width) const;
   Tensor staging(Tensor& buf, int64_t numel, DType dtype);

@@ -219,9 +219,11 @@ void Trainer::log_step(int64_t step, const StepStats& s, double tokens_per_s) {
 double Trainer::run() {
   if (is_root()) {
     std::printf("msatrain: %lld parameters, %d rank(s), %lld tokens per step (%lld micro-batches of %lld x %lld per "
-                "rank), run dir %s\n",
+                "rank%s), run dir %s\n",
                 (long long)model_->num_parameters(), world_.size(), (long long)global_tokens_, (long long)micro_steps_,
-                (long long)cfg_.train.micro_batch, (long long)cfg_.model.seq_len, cfg_.run.dir.c_str());
+                (long long)cfg_.train.micro_batch, (long long)tokens_.dim(1),
+                cp_ ? (", each sequence split over cp = " + std::to_string(cp_->size()) + " ranks").c_str() : "",
+                cfg_.run.dir.c_str());
     std::fflush(stdout);
   }
   start_ = std::chrono::steady_clock::now();

@@ -5,6 +5,9 @@
 #include <algorithm>
 #include <numeric>
 
+#include "data/loader.h"
+#include "data/shard.h"
+#include "data_test_util.h"
 #include "model/context_parallel.h"
 
 namespace msa {
@@ -65,6 +68,45 @@ TEST(ContextParallelLayout, OneRankGatherAndScatterAreTheIdentity) {
   Tensor back = Tensor::zeros({2, 8, 3}, DType::f64);
   cp.scatter_key_grads(back, full);
   EXPECT_EQ(back.to_vector(), v);
+}
+
+// Each cp rank's loader gives exactly its positions' tokens and targets of the windows the whole sequence has.
+TEST(ContextParallelLayout, LoaderHandsEachRankItsChunks) {
+  testing_data::TempDir dir;
+  std::vector<uint32_t> ids(200);
+  std::iota(ids.begin(), ids.end(), 3u);
+  write_shard(dir / "train_000.bin", ids, 256);
+  write_shard(dir / "val_000.bin", ids, 256);
+  testing_data::write_text(dir / "meta.yaml",
+                           "format_version: 1\ntokenizer: bytes\nvocab_size: 256\nsplits:\n  train:\n    documents: 1\n"
+                           "    tokens: 200\n    shards: [train_000.bin]\n  val:\n    documents: 1\n    tokens: 200\n"
+                           "    shards: [val_000.bin]\n");
+  const TokenDataset train(dir.str(), "train"), val(dir.str(), "val");
+  const int64_t seq = 16, batch = 3, cp = 4;
+  const WindowSampler sampler(train, seq, 99);
+  const ValidationWindows windows(val, seq, 4);  // 4 windows: the last batch row of the second load pads
+  for (const int64_t first : {0, 2}) {
+    Tensor tokens = Tensor::empty({batch, seq}, DType::i32), targets = Tensor::empty({batch, seq}, DType::i32);
+    Tensor vtok = Tensor::empty({batch, seq}, DType::i32), vtgt = Tensor::empty({batch, seq}, DType::i32);
+    sampler.load(first, tokens, targets);
+    windows.load(first, vtok, vtgt);
+    for (int r = 0; r < cp; ++r) {
+      const auto pos = cp_local_positions(seq, int(cp), r);
+      const int64_t t = int64_t(pos.size());
+      Tensor lt = Tensor::empty({batch, t}, DType::i32), lg = Tensor::empty({batch, t}, DType::i32);
+      Tensor vt = Tensor::empty({batch, t}, DType::i32), vg = Tensor::empty({batch, t}, DType::i32);
+      sampler.load(first, lt, lg, pos);
+      windows.load(first, vt, vg, pos);
+      for (int64_t b = 0; b < batch; ++b)
+        for (int64_t i = 0; i < t; ++i) {
+          const int64_t full = b * seq + pos[size_t(i)], local = b * t + i;
+          EXPECT_EQ(lt.data<int32_t>()[local], tokens.data<int32_t>()[full]) << r << " " << b << " " << i;
+          EXPECT_EQ(lg.data<int32_t>()[local], targets.data<int32_t>()[full]);
+          EXPECT_EQ(vt.data<int32_t>()[local], vtok.data<int32_t>()[full]);
+          EXPECT_EQ(vg.data<int32_t>()[local], vtgt.data<int32_t>()[full]);
+        }
+    }
+  }
 }
 
 }  // namespace

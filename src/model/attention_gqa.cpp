@@ -110,7 +110,8 @@ const Tensor& AttentionGQA::forward(const Tensor& x, const ops::BlockSelection& 
   const Tensor& keys = ctx_.cp ? k_all_ : k_;
   const Tensor& values = ctx_.cp ? v_all_ : v_;
   ops::attention_forward(o_, lse_, q_, keys, values, ctx_.positions, ctx_.key_positions, scale(), selection_);
-  attended_pairs_ = count_attended(ctx_.positions, ctx_.key_positions, selection_, ctx_.batch, hkv_);
+  // Measured under context parallel only (host tensors; the metric is attn_imbalance across the cp ranks).
+  if (ctx_.cp) attended_pairs_ = count_attended(ctx_.positions, ctx_.key_positions, selection_, ctx_.batch, hkv_);
   ops::gemm(out_, o_.view({n, hq_ * d_}), false, wo_.value, true);
   return out_;
 }

@@ -24,7 +24,7 @@ class AttentionGQA : public AttentionLayer {
   const Tensor& lse() const { return lse_; }  // (B, Hq, T)
   double scale() const;
   // (query, KV group, key) triples the last forward attended (spec §7's E, times Hkv): the work that context
-  // parallel spreads over its ranks.
+  // parallel spreads over its ranks. Counted only under context parallel (0 otherwise).
   int64_t attended_pairs() const override { return attended_pairs_; }
 
  private:

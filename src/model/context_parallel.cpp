@@ -25,6 +25,8 @@ void ContextParallel::check_shapes(const Tensor& full, const Tensor& local, int6
                 full.dim(1) == seq_len_ && full.dim(0) == local.dim(0) && full.dtype() == local.dtype(),
             "context parallel: full " << shape_str(full.shape()) << " and local " << shape_str(local.shape())
                                       << " for seq_len " << seq_len_ << " over " << size() << " ranks");
+  // The staging below copies host memory; a device backend brings its own gather / scatter (NCCL).
+  MSA_CHECK(full.device() == Device::cpu && local.device() == Device::cpu, "context parallel stages host tensors");
   batch = local.dim(0);
   width = local.numel() / (batch * local_len());
   MSA_CHECK(full.numel() == batch * seq_len_ * width, "context parallel: row widths differ");

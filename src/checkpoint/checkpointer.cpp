@@ -447,10 +447,10 @@ std::vector<std::string> init_params_from(const std::string& path, const ParamLi
       for (const Param* p : params) {
         const TensorInfo* info = r.find("params/" + p->name);
         if (info == nullptr) continue;
-        MSA_USER_CHECK(info->shape == p->value.shape(),
+        MSA_USER_CHECK(info->shape == p->master.shape(),
                        "model.init_from: checkpoint " << path << ": tensor params/" << p->name << " has shape "
                                                       << shape_str(info->shape) << " in the file but "
-                                                      << shape_str(p->value.shape()) << " in this model");
+                                                      << shape_str(p->master.shape()) << " in this model");
       }
       for (size_t i = 0; i < params.size(); ++i) {
         const std::string name = "params/" + params[i]->name;
@@ -458,7 +458,7 @@ std::vector<std::string> init_params_from(const std::string& path, const ParamLi
           names_fresh.push_back(params[i]->name);
           continue;
         }
-        r.read(name, params[i]->value);
+        r.read(name, params[i]->master);
         loaded[i] = 1;
         used[name] = true;
         names_loaded.push_back(params[i]->name);
@@ -489,7 +489,8 @@ std::vector<std::string> init_params_from(const std::string& path, const ParamLi
   std::vector<std::string> names;
   for (size_t i = 0; i < params.size(); ++i) {
     if (!loaded[i]) continue;
-    if (world.size() > 1) bcast_bytes(world, params[i]->value.raw(), int64_t(params[i]->value.nbytes()));
+    if (world.size() > 1) bcast_bytes(world, params[i]->master.raw(), int64_t(params[i]->master.nbytes()));
+    params[i]->sync_value();
     names.push_back(params[i]->name);
   }
   return names;

@@ -395,7 +395,8 @@ OpMsaSummary op_msa(const std::string& in_path, const std::string& out_path) {
   const Tensor dout = has_dout ? read_tensor(in.get(), "dout", {B, T, C}, in_path).view({N, C})
                                : Tensor::zeros({N, C}, DType::f64);
   for (Param* p : params) {
-    p->value.copy_from(read_tensor(in.get(), p->name.substr(kPrefix.size()), p->value.shape(), in_path));
+    p->master.copy_from(read_tensor(in.get(), p->name.substr(kPrefix.size()), p->master.shape(), in_path));
+    p->sync_value();
     p->grad.zero_();
   }
   in.reset();

@@ -52,8 +52,8 @@ class Tensor {
   Tensor slice(int64_t begin, int64_t end) const;
 
   void zero_();
-  void copy_from(const Tensor& src);  // same numel and dtype
-  // Host copies of the values as double, for tests, checksums and logging.
+  void copy_from(const Tensor& src);  // same numel and dtype; either may be on the host or the GPU
+  // Host copies of the values as double (from either device), for tests, checksums, checkpoints and logging.
   std::vector<double> to_vector() const;
   void from_vector(const std::vector<double>& v);
 

@@ -52,12 +52,12 @@ AttentionGQA::AttentionGQA(const std::string& prefix, LayerContext& ctx)
   if (ctx.cfg.qk_norm) {
     q_norm_ = Param(prefix + ".q_norm", {d_}, dt, dev, ParamKind::norm);
     k_norm_ = Param(prefix + ".k_norm", {d_}, dt, dev, ParamKind::norm);
-    q_norm_.value.from_vector(std::vector<double>(d_, 1.0));
-    k_norm_.value.from_vector(std::vector<double>(d_, 1.0));
+    q_norm_.assign(std::vector<double>(d_, 1.0));
+    k_norm_.assign(std::vector<double>(d_, 1.0));
     q_pre_ = Tensor::zeros({b, t, hq_, d_}, dt, dev);
     k_pre_ = Tensor::zeros({b, t, hkv_, d_}, dt, dev);
-    q_rstd_ = Tensor::zeros({n * hq_}, dt, dev);
-    k_rstd_ = Tensor::zeros({n * hkv_}, dt, dev);
+    q_rstd_ = Tensor::zeros({n * hq_}, ctx.stat_dtype(), dev);
+    k_rstd_ = Tensor::zeros({n * hkv_}, ctx.stat_dtype(), dev);
   }
   qkv_ = Tensor::zeros({n, (hq_ + 2 * hkv_) * d_}, dt, dev);
   q_ = Tensor::zeros({b, t, hq_, d_}, dt, dev);
@@ -68,7 +68,7 @@ AttentionGQA::AttentionGQA(const std::string& prefix, LayerContext& ctx)
     v_all_ = Tensor::zeros({b, ctx.key_seq, hkv_, d_}, dt, dev);
   }
   o_ = Tensor::zeros({b, t, hq_, d_}, dt, dev);
-  lse_ = Tensor::zeros({b, hq_, t}, dt, dev);
+  lse_ = Tensor::zeros({b, hq_, t}, ctx.stat_dtype(), dev);
   out_ = Tensor::zeros({n, c}, dt, dev);
 }
 
@@ -123,20 +123,15 @@ void AttentionGQA::backward(Tensor& dx, const Tensor& dout, const Tensor& x) {
   ops::gemm(ctx_.d_attn, dout, false, wo_.value, false);
   ops::gemm(wo_.grad, dout, true, o2, false, 1.0, 1.0);
   Tensor d_o = ctx_.d_attn.view(o_.shape());
+  // With cp, gradients for every key of the sequence, then summed into the rows of the ranks that own them
+  // (scatter key grads).
+  Tensor& dk = ctx_.cp ? ctx_.d_k_all : ctx_.d_k;
+  Tensor& dv = ctx_.cp ? ctx_.d_v_all : ctx_.d_v;
+  ops::attention_backward(ctx_.d_q, dk, dv, d_o, o_, lse_, q_, k(), ctx_.cp ? v_all_ : v_, ctx_.positions,
+                          ctx_.key_positions, scale(), selection_);
   if (ctx_.cp) {
-    // Gradients for every key of the sequence, then summed into the rows of the ranks that own them: scatter
-    // key grads.
-    ctx_.d_k_all.zero_();
-    ctx_.d_v_all.zero_();
-    ops::attention_backward(ctx_.d_q, ctx_.d_k_all, ctx_.d_v_all, d_o, o_, lse_, q_, k_all_, v_all_, ctx_.positions,
-                            ctx_.key_positions, scale(), selection_);
     ctx_.cp->scatter_key_grads(ctx_.d_k, ctx_.d_k_all);
     ctx_.cp->scatter_key_grads(ctx_.d_v, ctx_.d_v_all);
-  } else {
-    ctx_.d_k.zero_();
-    ctx_.d_v.zero_();
-    ops::attention_backward(ctx_.d_q, ctx_.d_k, ctx_.d_v, d_o, o_, lse_, q_, k_, v_, ctx_.positions, ctx_.positions,
-                            scale(), selection_);
   }
   ops::rope(ctx_.d_q, ctx_.rope_cos, ctx_.rope_sin, ctx_.rot_dims, true);
   ops::rope(ctx_.d_k, ctx_.rope_cos, ctx_.rope_sin, ctx_.rot_dims, true);

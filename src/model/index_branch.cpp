@@ -13,12 +13,12 @@ IndexBranch::IndexBranch(const std::string& prefix, LayerContext& ctx)
   wk_ = Param(prefix + ".wk", {di_, c}, dt, dev, ParamKind::matrix, ParamGroup::index);
   q_norm_ = Param(prefix + ".q_norm", {di_}, dt, dev, ParamKind::norm, ParamGroup::index);
   k_norm_ = Param(prefix + ".k_norm", {di_}, dt, dev, ParamKind::norm, ParamGroup::index);
-  q_norm_.value.from_vector(std::vector<double>(di_, 1.0));
-  k_norm_.value.from_vector(std::vector<double>(di_, 1.0));
+  q_norm_.assign(std::vector<double>(di_, 1.0));
+  k_norm_.assign(std::vector<double>(di_, 1.0));
   qi_pre_ = Tensor::zeros({n, hkv_ * di_}, dt, dev);
   ki_pre_ = Tensor::zeros({n, di_}, dt, dev);
-  q_rstd_ = Tensor::zeros({n * hkv_}, dt, dev);
-  k_rstd_ = Tensor::zeros({n}, dt, dev);
+  q_rstd_ = Tensor::zeros({n * hkv_}, ctx.stat_dtype(), dev);
+  k_rstd_ = Tensor::zeros({n}, ctx.stat_dtype(), dev);
   qi_ = Tensor::zeros({b, t, hkv_, di_}, dt, dev);
   ki_ = Tensor::zeros({b, t, di_}, dt, dev);
   dqi_ = Tensor::zeros({b, t, hkv_, di_}, dt, dev);

@@ -54,8 +54,8 @@ void LayerContext::set_positions(const std::vector<int32_t>& pos) {
   positions = Tensor::empty({seq}, DType::i32, device);
   std::vector<double> p(pos.begin(), pos.end());
   positions.from_vector(p);
-  rope_tables(rope_cos, rope_sin, pos, rot_dims, cfg.rope_theta, dtype, device);
-  rope_tables(index_rope_cos, index_rope_sin, pos, index_rot_dims, cfg.rope_theta, dtype, device);
+  rope_tables(rope_cos, rope_sin, pos, rot_dims, cfg.rope_theta, stat_dtype(), device);
+  rope_tables(index_rope_cos, index_rope_sin, pos, index_rot_dims, cfg.rope_theta, stat_dtype(), device);
   if (!cp) key_positions = positions;
 }
 

@@ -32,6 +32,8 @@ struct LayerContext {
   // the whole sequence: key_seq = the global sequence length, else key_seq = seq.
   ContextParallel* cp = nullptr;
   int64_t key_seq = 1;
+  // Statistics (norm rstd, softmax lse, losses) and RoPE tables: fp32 when activations are bf16.
+  DType stat_dtype() const { return dtype == DType::bf16 ? DType::f32 : dtype; }
   int64_t rot_dims = 0;  // RoPE-rotated dims per head (even)
 
   Tensor positions;      // (T) int32 global positions of the local tokens

@@ -1,4 +1,6 @@
-// A trainable parameter: its master value, its gradient (same shape and dtype), and how the optimizer treats it.
+// A trainable parameter: the value layers compute with, its master copy, its gradient, and how the optimizer
+// treats it. On the CPU (f32 or f64) the master IS the value (shared memory). On the GPU the value is bf16 and
+// the master and gradient fp32: AdamW updates the master, then sync_value() rounds it into the value.
 #pragma once
 #include <string>
 #include <vector>
@@ -15,16 +17,29 @@ enum class ParamGroup { backbone = 0, index = 1 };
 
 struct Param {
   std::string name;  // global name, e.g. "layers.3.attn.wqkv"; checkpoints store tensors under it
-  Tensor value;
-  Tensor grad;       // accumulated over micro-batches, zeroed at the start of each step
+  Tensor value;      // compute dtype (bf16 on the GPU)
+  Tensor master;     // f32 / f64 master weights: what the optimizer updates and checkpoints store
+  Tensor grad;       // master dtype; accumulated over micro-batches, zeroed at the start of each step
   ParamKind kind = ParamKind::matrix;
   ParamGroup group = ParamGroup::backbone;
 
   Param() = default;
   Param(std::string n, const Shape& shape, DType dtype, Device device, ParamKind k,
         ParamGroup g = ParamGroup::backbone)
-      : name(std::move(n)), value(Tensor::zeros(shape, dtype, device)), grad(Tensor::zeros(shape, dtype, device)),
-        kind(k), group(g) {}
+      : name(std::move(n)),
+        value(Tensor::zeros(shape, dtype, device)),
+        master(dtype == DType::bf16 ? Tensor::zeros(shape, DType::f32, device) : value),
+        grad(Tensor::zeros(shape, master.dtype(), device)),
+        kind(k),
+        group(g) {}
+
+  // Sets the master weights (and the value) from host numbers.
+  void assign(const std::vector<double>& values) {
+    master.from_vector(values);
+    sync_value();
+  }
+  // value = master rounded to the compute dtype (no-op when they share memory).
+  void sync_value();
 };
 
 using ParamList = std::vector<Param*>;

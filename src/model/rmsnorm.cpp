@@ -8,8 +8,8 @@ RMSNorm::RMSNorm(const std::string& name, int64_t rows, int64_t dim, double eps,
     : weight_(name, {dim}, dtype, device, ParamKind::norm),
       eps_(eps),
       out_(Tensor::zeros({rows, dim}, dtype, device)),
-      rstd_(Tensor::zeros({rows}, dtype, device)) {
-  weight_.value.from_vector(std::vector<double>(dim, 1.0));
+      rstd_(Tensor::zeros({rows}, dtype == DType::bf16 ? DType::f32 : dtype, device)) {  // fp32 statistics on the GPU
+  weight_.assign(std::vector<double>(dim, 1.0));
 }
 
 const Tensor& RMSNorm::forward(const Tensor& x) {

@@ -24,7 +24,7 @@ Transformer::Transformer(const ModelConfig& cfg, const AttentionConfig& attn, DT
   if (!cfg.tie_embeddings) head_ = Param("lm_head.weight", {cfg.vocab_size, cfg.d_model}, dtype, device, ParamKind::matrix);
   x0_ = Tensor::zeros({n, cfg.d_model}, dtype, device);
   logits_ = Tensor::zeros({n, cfg.vocab_size}, dtype, device);
-  losses_ = Tensor::zeros({n}, dtype, device);
+  losses_ = Tensor::zeros({n}, ctx_.stat_dtype(), device);
   d_res_ = Tensor::zeros({n, cfg.d_model}, dtype, device);
 
   params_.push_back(&embed_);
@@ -38,14 +38,14 @@ void Transformer::init_weights(Rng& rng) {
   const double out_std = std_ / std::sqrt(2.0 * double(ctx_.cfg.n_layers));
   for (Param* p : params_) {
     if (p->kind == ParamKind::norm) {
-      p->value.from_vector(std::vector<double>(p->value.numel(), 1.0));
+      p->assign(std::vector<double>(p->value.numel(), 1.0));
       continue;
     }
     const bool residual_out = p->name.ends_with(".wo") || p->name.ends_with(".w2");
     const double s = residual_out ? out_std : std_;
     std::vector<double> v(p->value.numel());
     for (double& x : v) x = s * rng.normal();
-    p->value.from_vector(v);
+    p->assign(v);
   }
 }
 

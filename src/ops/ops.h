@@ -27,7 +27,7 @@ struct BlockSelection {
 // q, o (B, Tq, Hq, d); k, v (B, Tk, Hkv, d); lse (B, Hq, Tq); qpos (Tq), kpos (Tk) int32.
 void attention_forward(Tensor& o, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& qpos,
                        const Tensor& kpos, double scale, const BlockSelection& selection = {});
-// dq written; dk, dv accumulated.
+// dq, dk, dv written.
 void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& o, const Tensor& lse,
                         const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& qpos, const Tensor& kpos,
                         double scale, const BlockSelection& selection = {});
@@ -66,6 +66,9 @@ void cross_entropy(Tensor& losses, Tensor& logits, const Tensor& targets, double
 
 // dst[:, dst_col : dst_col + width] = src[:, src_col : src_col + width] for 2-D views (N, *) of the same N.
 void copy_columns(Tensor& dst, int64_t dst_col, const Tensor& src, int64_t src_col, int64_t width);
+
+// dst = src converted to dst's dtype (same numel and device), e.g. fp32 master weights into bf16 values.
+void convert(Tensor& dst, const Tensor& src);
 
 // Elementwise helpers.
 void add_inplace(Tensor& y, const Tensor& x, double alpha = 1.0);  // y += alpha * x

@@ -1,4 +1,4 @@
-// CPU dispatch of the ops in ops.h to the Eigen reference kernels (kernels/cpu), for float and double.
+// Dispatch of the ops in ops.h: shape checks, then device tensors to ops_cuda.cpp and host tensors to the Eigen reference kernels (kernels/cpu), for float and double.
 #include <cmath>
 #include <cstring>
 
@@ -13,13 +13,22 @@
 #include "kernels/cpu/swiglu.h"
 #include "ops/ops.h"
 
+// Device tensors go to the CUDA ops (ops_cuda.cpp) when this build has them.
+#if MSATRAIN_HAVE_CUDA
+#include "ops/ops_cuda.h"
+#define ON_GPU(t, call) \
+  if ((t).device() == Device::cuda) return call
+#else
+#define ON_GPU(t, call) MSA_CHECK((t).device() == Device::cpu, "device tensors need the CUDA backend")
+#endif
+
 namespace msa::ops {
 namespace {
 
 // Runs body with T bound to the tensor's floating type.
 template <class F>
 void dispatch_float(const Tensor& t, F&& body) {
-  MSA_CHECK(t.device() == Device::cpu, "this op has no kernel for device tensors yet");
+  MSA_CHECK(t.device() == Device::cpu, "this op has no GPU kernel yet");
   switch (t.dtype()) {
     case DType::f32: body(float{}); break;
     case DType::f64: body(double{}); break;
@@ -43,6 +52,7 @@ void gemm(Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_
                                                                            << shape_str(a.shape()) << (trans_a ? "^T" : "")
                                                                            << ", b " << shape_str(b.shape())
                                                                            << (trans_b ? "^T" : ""));
+  ON_GPU(c, gpu::gemm(c, a, trans_a, b, trans_b, alpha, beta));
   same_dtype(c, a, "gemm");
   same_dtype(c, b, "gemm");
   dispatch_float(c, [&](auto tag) {
@@ -54,6 +64,7 @@ void gemm(Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_
 void rmsnorm_forward(Tensor& y, Tensor& rstd, const Tensor& x, const Tensor& w, double eps) {
   const int64_t c = x.dim(-1);
   MSA_CHECK(y.numel() == x.numel() && w.numel() == c && rstd.numel() == rows(x), "rmsnorm_forward shapes");
+  ON_GPU(x, gpu::rmsnorm_forward(y, rstd, x, w, eps));
   dispatch_float(x, [&](auto tag) {
     using T = decltype(tag);
     cpu::rmsnorm_forward<T>(y.data<T>(), rstd.data<T>(), x.data<T>(), w.data<T>(), rows(x), c, eps);
@@ -64,6 +75,7 @@ void rmsnorm_backward(Tensor& dx, Tensor& dw, const Tensor& dy, const Tensor& x,
   const int64_t c = x.dim(-1);
   MSA_CHECK(dx.numel() == x.numel() && dy.numel() == x.numel() && dw.numel() == c && rstd.numel() == rows(x),
             "rmsnorm_backward shapes");
+  ON_GPU(x, gpu::rmsnorm_backward(dx, dw, dy, x, w, rstd));
   dispatch_float(x, [&](auto tag) {
     using T = decltype(tag);
     cpu::rmsnorm_backward<T>(dx.data<T>(), dw.data<T>(), dy.data<T>(), x.data<T>(), w.data<T>(), rstd.data<T>(),
@@ -76,6 +88,7 @@ void rope(Tensor& x, const Tensor& cos, const Tensor& sin, int64_t rot_dims, boo
   MSA_CHECK(rot_dims % 2 == 0 && rot_dims <= x.dim(3), "rope: rot_dims " << rot_dims << " for head dim " << x.dim(3));
   MSA_CHECK(cos.numel() == x.dim(1) * (rot_dims / 2) && sin.numel() == cos.numel(), "rope table shape");
   if (rot_dims == 0) return;
+  ON_GPU(x, gpu::rope(x, cos, sin, rot_dims, inverse));
   dispatch_float(x, [&](auto tag) {
     using T = decltype(tag);
     cpu::rope_apply<T>(x.data<T>(), cos.data<T>(), sin.data<T>(), x.dim(0), x.dim(1), x.dim(2), x.dim(3), rot_dims,
@@ -107,6 +120,8 @@ void attention_forward(Tensor& o, Tensor& lse, const Tensor& q, const Tensor& k,
                        const Tensor& kpos, double scale, const BlockSelection& selection) {
   auto s = attention_shape(q, k, v, qpos, kpos, scale, selection);
   MSA_CHECK(o.shape() == q.shape() && lse.numel() == s.batch * s.hq * s.tq, "attention_forward output shapes");
+  MSA_CHECK(q.device() == Device::cpu || !selection.sel, "block-sparse attention (MSA) has no GPU kernel yet");
+  ON_GPU(q, gpu::attention_forward(o, lse, q, k, v, qpos, kpos, scale));
   dispatch_float(q, [&](auto tag) {
     using T = decltype(tag);
     cpu::attention_forward<T>(o.data<T>(), lse.data<T>(), q.data<T>(), k.data<T>(), v.data<T>(),
@@ -120,6 +135,10 @@ void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, 
   auto s = attention_shape(q, k, v, qpos, kpos, scale, selection);
   MSA_CHECK(dq.shape() == q.shape() && dk.shape() == k.shape() && dv.shape() == v.shape() && dout.shape() == q.shape(),
             "attention_backward shapes");
+  MSA_CHECK(q.device() == Device::cpu || !selection.sel, "block-sparse attention (MSA) has no GPU kernel yet");
+  ON_GPU(q, gpu::attention_backward(dq, dk, dv, dout, o, lse, q, k, v, qpos, kpos, scale));
+  dk.zero_();  // the CPU kernel accumulates over the query heads of a group
+  dv.zero_();
   dispatch_float(q, [&](auto tag) {
     using T = decltype(tag);
     cpu::attention_backward<T>(dq.data<T>(), dk.data<T>(), dv.data<T>(), dout.data<T>(), o.data<T>(), lse.data<T>(),
@@ -170,6 +189,7 @@ MsaKlStats msa_index_kl(Tensor& dqi, Tensor& dki, const Tensor& qi, const Tensor
 void swiglu_forward(Tensor& h, const Tensor& gu) {
   const int64_t f = h.dim(-1);
   MSA_CHECK(gu.dim(-1) == 2 * f && rows(gu) == rows(h), "swiglu_forward shapes");
+  ON_GPU(h, gpu::swiglu_forward(h, gu));
   dispatch_float(h, [&](auto tag) {
     using T = decltype(tag);
     cpu::swiglu_forward<T>(h.data<T>(), gu.data<T>(), rows(h), f);
@@ -179,6 +199,7 @@ void swiglu_forward(Tensor& h, const Tensor& gu) {
 void swiglu_backward(Tensor& dgu, const Tensor& dh, const Tensor& gu) {
   const int64_t f = dh.dim(-1);
   MSA_CHECK(gu.dim(-1) == 2 * f && dgu.shape() == gu.shape() && rows(gu) == rows(dh), "swiglu_backward shapes");
+  ON_GPU(dh, gpu::swiglu_backward(dgu, dh, gu));
   dispatch_float(dh, [&](auto tag) {
     using T = decltype(tag);
     cpu::swiglu_backward<T>(dgu.data<T>(), dh.data<T>(), gu.data<T>(), rows(dh), f);
@@ -188,6 +209,7 @@ void swiglu_backward(Tensor& dgu, const Tensor& dh, const Tensor& gu) {
 void embedding_forward(Tensor& out, const Tensor& table, const Tensor& ids) {
   const int64_t c = table.dim(1);
   MSA_CHECK(out.numel() == ids.numel() * c, "embedding_forward shapes");
+  ON_GPU(table, gpu::embedding_forward(out, table, ids));  // ids were checked against the vocabulary on load
   const int32_t* id = ids.data<int32_t>();
   for (int64_t i = 0; i < ids.numel(); ++i)
     MSA_CHECK(id[i] >= 0 && id[i] < table.dim(0), "token id " << id[i] << " outside the vocabulary of " << table.dim(0));
@@ -200,6 +222,7 @@ void embedding_forward(Tensor& out, const Tensor& table, const Tensor& ids) {
 void embedding_backward(Tensor& dtable, const Tensor& dout, const Tensor& ids) {
   const int64_t c = dtable.dim(1);
   MSA_CHECK(dout.numel() == ids.numel() * c, "embedding_backward shapes");
+  ON_GPU(dtable, gpu::embedding_backward(dtable, dout, ids));
   dispatch_float(dtable, [&](auto tag) {
     using T = decltype(tag);
     cpu::embedding_backward<T>(dtable.data<T>(), dout.data<T>(), ids.data<int32_t>(), ids.numel(), c);
@@ -209,6 +232,7 @@ void embedding_backward(Tensor& dtable, const Tensor& dout, const Tensor& ids) {
 void cross_entropy(Tensor& losses, Tensor& logits, const Tensor& targets, double grad_scale) {
   const int64_t n = rows(logits), v = logits.dim(-1);
   MSA_CHECK(losses.numel() == n && targets.numel() == n, "cross_entropy shapes");
+  ON_GPU(logits, gpu::cross_entropy(losses, logits, targets, grad_scale));
   const int32_t* t = targets.data<int32_t>();
   for (int64_t i = 0; i < n; ++i) MSA_CHECK(t[i] < v, "target id " << t[i] << " outside the vocabulary of " << v);
   dispatch_float(logits, [&](auto tag) {
@@ -221,7 +245,7 @@ void copy_columns(Tensor& dst, int64_t dst_col, const Tensor& src, int64_t src_c
   const int64_t n = rows(dst), dw = dst.dim(-1), sw = src.dim(-1);
   MSA_CHECK(rows(src) == n && dst_col + width <= dw && src_col + width <= sw, "copy_columns shapes");
   same_dtype(dst, src, "copy_columns");
-  MSA_CHECK(dst.device() == Device::cpu, "copy_columns on device tensors needs the CUDA backend");
+  ON_GPU(dst, gpu::copy_columns(dst, dst_col, src, src_col, width));
   const size_t es = dtype_size(dst.dtype());
   char* d = static_cast<char*>(dst.raw());
   const char* s = static_cast<const char*>(src.raw());
@@ -230,6 +254,7 @@ void copy_columns(Tensor& dst, int64_t dst_col, const Tensor& src, int64_t src_c
 
 void add_inplace(Tensor& y, const Tensor& x, double alpha) {
   MSA_CHECK(y.numel() == x.numel(), "add_inplace sizes " << shape_str(y.shape()) << " " << shape_str(x.shape()));
+  ON_GPU(y, gpu::add_inplace(y, x, alpha));
   same_dtype(y, x, "add_inplace");
   dispatch_float(y, [&](auto tag) {
     using T = decltype(tag);
@@ -241,6 +266,7 @@ void add_inplace(Tensor& y, const Tensor& x, double alpha) {
 }
 
 void scale_inplace(Tensor& y, double alpha) {
+  ON_GPU(y, gpu::scale_inplace(y, alpha));
   dispatch_float(y, [&](auto tag) {
     using T = decltype(tag);
     T* yp = y.data<T>();
@@ -249,6 +275,7 @@ void scale_inplace(Tensor& y, double alpha) {
 }
 
 double sum_squares(const Tensor& x) {
+  ON_GPU(x, gpu::sum_squares(x));
   double s = 0;
   dispatch_float(x, [&](auto tag) {
     using T = decltype(tag);
@@ -259,6 +286,7 @@ double sum_squares(const Tensor& x) {
 }
 
 double sum(const Tensor& x) {
+  ON_GPU(x, gpu::sum(x));
   double s = 0;
   dispatch_float(x, [&](auto tag) {
     using T = decltype(tag);
@@ -269,6 +297,7 @@ double sum(const Tensor& x) {
 }
 
 bool all_finite(const Tensor& x) {
+  ON_GPU(x, gpu::all_finite(x));
   bool ok = true;
   dispatch_float(x, [&](auto tag) {
     using T = decltype(tag);
@@ -280,11 +309,19 @@ bool all_finite(const Tensor& x) {
 
 void adamw_update(Tensor& p, Tensor& m, Tensor& v, const Tensor& g, const AdamWHyper& h) {
   MSA_CHECK(p.numel() == m.numel() && p.numel() == v.numel() && p.numel() == g.numel(), "adamw shapes");
+  ON_GPU(p, gpu::adamw_update(p, m, v, g, h));
   dispatch_float(p, [&](auto tag) {
     using T = decltype(tag);
     cpu::adamw_update<T>(p.data<T>(), m.data<T>(), v.data<T>(), g.data<T>(), p.numel(),
                          cpu::AdamWStep{h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, h.step, h.grad_scale});
   });
+}
+
+void convert(Tensor& dst, const Tensor& src) {
+  MSA_CHECK(dst.numel() == src.numel() && dst.device() == src.device(),
+            "convert " << shape_str(src.shape()) << " into " << shape_str(dst.shape()));
+  ON_GPU(dst, gpu::convert(dst, src));
+  dst.from_vector(src.to_vector());  // host f32 <-> f64: only at build and load time
 }
 
 }  // namespace msa::ops

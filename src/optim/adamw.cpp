@@ -8,8 +8,8 @@ namespace msa {
 
 AdamW::AdamW(const ParamList& params, const TrainConfig& cfg) : params_(params), cfg_(cfg) {
   for (const Param* p : params_) {
-    m_.push_back(Tensor::zeros(p->value.shape(), p->value.dtype(), p->value.device()));
-    v_.push_back(Tensor::zeros(p->value.shape(), p->value.dtype(), p->value.device()));
+    m_.push_back(Tensor::zeros(p->master.shape(), p->master.dtype(), p->master.device()));
+    v_.push_back(Tensor::zeros(p->master.shape(), p->master.dtype(), p->master.device()));
   }
 }
 
@@ -22,7 +22,8 @@ void AdamW::step(double lr, const std::array<double, 2>& group_scale, const std:
     const double grad_scale = group_scale[g];
     const bool decays = p.kind == ParamKind::matrix || cfg_.decay_norms_and_embeddings;
     ops::AdamWHyper h{lr, cfg_.beta1, cfg_.beta2, cfg_.adam_eps, decays ? cfg_.weight_decay : 0.0, t_, grad_scale};
-    ops::adamw_update(p.value, m_[i], v_[i], p.grad, h);
+    ops::adamw_update(p.master, m_[i], v_[i], p.grad, h);
+    p.sync_value();
   }
 }
 

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "config/load.h"
+#include "core/device.h"
 #include "ops/ops.h"
 #include "optim/lr_schedule.h"
 
@@ -60,13 +61,18 @@ Trainer::Trainer(const RunConfig& cfg, Comm& world, const std::string& resume)
   sampler_ = std::make_unique<WindowSampler>(*train_data_, m.seq_len, static_cast<uint64_t>(cfg_.run.seed));
   val_windows_ = std::make_unique<ValidationWindows>(*val_data_, m.seq_len, cfg_.eval.sequences);
 
+  const Device device = parse_device(cfg_.device);
+  if (device == Device::cuda) {
+    const std::string gpu = bind_gpu();
+    if (is_root()) std::printf("msatrain: rank 0 on %s\n", gpu.c_str());
+  }
   if (grid_.cp_size() > 1) {
     cp_ = std::make_unique<ContextParallel>(grid_.cp(), m.seq_len);
     positions_ = cp_->local_positions();
   } else {
     positions_ = cp_local_positions(m.seq_len, 1, 0);  // the whole sequence
   }
-  model_ = std::make_unique<Transformer>(m, cfg_.attention, DType::f32, Device::cpu, t.micro_batch, m.seq_len,
+  model_ = std::make_unique<Transformer>(m, cfg_.attention, compute_dtype(device), device, t.micro_batch, m.seq_len,
                                          cp_.get());
   Rng init_rng(static_cast<uint64_t>(cfg_.run.seed));
   model_->init_weights(init_rng);
@@ -74,6 +80,8 @@ Trainer::Trainer(const RunConfig& cfg, Comm& world, const std::string& resume)
   const int64_t local = int64_t(positions_.size());
   tokens_ = Tensor::zeros({t.micro_batch, local}, DType::i32);
   targets_ = Tensor::zeros({t.micro_batch, local}, DType::i32);
+  tokens_dev_ = device == Device::cpu ? tokens_ : Tensor::zeros(tokens_.shape(), DType::i32, device);
+  targets_dev_ = device == Device::cpu ? targets_ : Tensor::zeros(targets_.shape(), DType::i32, device);
   fault_nan_steps_ = parse_fault_steps();
   if (const char* env = std::getenv("MSATRAIN_INJECT_FAILURE")) {  // "RANK:STEP", 0-based step
     MSA_USER_CHECK(std::sscanf(env, "%d:%lld", &fault_fail_rank_, &fault_fail_step_) == 2,
@@ -86,6 +94,12 @@ Trainer::Trainer(const RunConfig& cfg, Comm& world, const std::string& resume)
     std::ofstream(cfg_.run.dir + "/config.yaml") << to_yaml(cfg_);
     metrics_.open(cfg_.run.dir + "/metrics.jsonl", start_step_ == 0);
   }
+}
+
+void Trainer::upload_batch() {
+  if (tokens_dev_.raw() == tokens_.raw()) return;  // CPU: the model reads the host batch itself
+  tokens_dev_.copy_from(tokens_);
+  targets_dev_.copy_from(targets_);
 }
 
 std::string Trainer::phase_name(int64_t step) const {
@@ -110,8 +124,9 @@ StepStats Trainer::train_step(int64_t step) {
   int64_t attended = 0;
   for (int64_t mb = 0; mb < micro_steps_; ++mb) {
     sampler_->load(first + mb * cfg_.train.micro_batch, tokens_, targets_, positions_);
+    upload_batch();
     model_->set_measure_recall(recall_step && mb == 0);  // recall on a sample: the first micro-batch
-    const ForwardStats f = model_->forward(tokens_, targets_, weights);
+    const ForwardStats f = model_->forward(tokens_dev_, targets_dev_, weights);
     model_->backward();
     sums[0] += f.objective;
     sums[1] += f.lm_loss_sum;
@@ -126,7 +141,10 @@ StepStats Trainer::train_step(int64_t step) {
                                                  << " (MSATRAIN_INJECT_FAILURE)");
   if (fault_nan_steps_.count(step) && grid_.dp().rank() == 0) {
     sums[0] = std::numeric_limits<double>::quiet_NaN();
-    model_->params()[0]->grad.data<float>()[0] = std::numeric_limits<float>::quiet_NaN();
+    Tensor nan = Tensor::empty({1}, model_->params()[0]->grad.dtype());
+    nan.from_vector({std::numeric_limits<double>::quiet_NaN()});
+    Tensor first_grad = model_->params()[0]->grad.view({model_->params()[0]->grad.numel()}).slice(0, 1);
+    first_grad.copy_from(nan);
   }
   // Sum the already-scaled gradients and the statistics over every rank: the dp slices and, within each, the cp
   // ranks that hold different tokens of the same sequences (dp x cp = the world).
@@ -177,7 +195,8 @@ double Trainer::evaluate() {
     // Rows beyond this rank's range belong to the next rank: ignore their targets.
     for (int64_t r = 0; r < b; ++r)
       if (w + r >= end) std::fill_n(targets_.data<int32_t>() + r * local, local, -1);
-    sums[0] += model_->forward(tokens_, targets_, LossWeights{}).lm_loss_sum;
+    upload_batch();
+    sums[0] += model_->forward(tokens_dev_, targets_dev_, LossWeights{}).lm_loss_sum;
     for (int64_t i = 0; i < targets_.numel(); ++i) sums[1] += targets_.data<int32_t>()[i] >= 0;
   }
   world_.allreduce_sum(sums, 2);

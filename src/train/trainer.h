@@ -58,8 +58,10 @@ class Trainer {
   std::unique_ptr<ValidationWindows> val_windows_;
   std::unique_ptr<Transformer> model_;
   std::unique_ptr<AdamW> optim_;
-  Tensor tokens_, targets_;  // (micro_batch, tokens of a sequence this rank holds)
-  std::vector<int32_t> positions_;  // their global positions in the sequence (all of them without cp)
+  Tensor tokens_, targets_;          // (micro_batch, tokens of a sequence this rank holds) int32 host batch
+  Tensor tokens_dev_, targets_dev_;  // the same on the model's device (the host tensors themselves on the CPU)
+  std::vector<int32_t> positions_;   // their global positions in the sequence (all of them without cp)
+  void upload_batch();
   MetricsWriter metrics_;
   int64_t skipped_total_ = 0, skipped_in_a_row_ = 0;
   // Fault injection for the tests (environment, never config): MSATRAIN_INJECT_NAN_STEPS="3,4" makes those
@@ -72,7 +74,11 @@ class Trainer {
   std::unique_ptr<Checkpointer> ckpt_;
   int64_t start_step_ = 0;  // the first step run() runs: 0, or the step of the checkpoint resumed from
   int stop_signal_ = 0;
-  std::vector<StateTensor> state_tensors();
+  std::vector<Tensor> host_state_;  // GPU runs: host mirrors of model_state() for the checkpointer
+  std::vector<StateTensor> model_state();    // masters and moments where they live
+  std::vector<StateTensor> state_tensors();  // the same in host memory (what the checkpointer reads and writes)
+  void state_to_host();
+  void state_from_host();
   TrainProgress progress_after(int64_t steps_done) const;
   void restore(const std::string& resume);  // resume or model.init_from; sets start_step_
   // Saves when the step is periodic, the last one, or a stop signal arrived; true when run() must stop.

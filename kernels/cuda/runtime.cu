@@ -1,0 +1,67 @@
+#include "core/error.h"
+#include "kernels/cuda/cublas_check.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/device_query.h"
+#include "kernels/cuda/runtime.h"
+
+namespace msa::cuda {
+namespace {
+
+struct Runtime {
+  cudaStream_t stream = nullptr;
+  cublasLtHandle_t lt = nullptr;
+  void* workspace = nullptr;
+  size_t workspace_bytes = 64u << 20;  // cuBLASLt's split-K and Hopper kernels want tens of MiB
+  int sms = 0;
+  void* scratch = nullptr;
+  size_t scratch_bytes = 0;
+  double* slot = nullptr;
+  Runtime() {
+    // A blocking stream: it orders itself with the legacy default stream, which pageable copies use.
+    CUDA_CHECK(cudaStreamCreate(&stream));
+    CUBLAS_CHECK(cublasLtCreate(&lt));
+    CUDA_CHECK(cudaMalloc(&workspace, workspace_bytes));
+    int dev = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    CUDA_CHECK(cudaMalloc(&slot, sizeof(double)));
+  }
+};
+
+// Function-local static: one per process, built on first use after use_device() (the CUDA context is per
+// process too). Never destroyed explicitly: the driver reclaims it at exit, after MPI_Finalize.
+Runtime& runtime() {
+  static Runtime* r = new Runtime();
+  return *r;
+}
+
+}  // namespace
+
+int use_device(int local_rank) {
+  const int n = device_count();
+  if (n == 0) throw UserError("device: cuda, but " + device_summary());
+  const int dev = local_rank % n;
+  CUDA_CHECK(cudaSetDevice(dev));
+  return dev;
+}
+
+cudaStream_t compute_stream() { return runtime().stream; }
+cublasLtHandle_t blaslt_handle() { return runtime().lt; }
+void* blaslt_workspace() { return runtime().workspace; }
+size_t blaslt_workspace_bytes() { return runtime().workspace_bytes; }
+int sm_count() { return runtime().sms; }
+double* reduction_slot() { return runtime().slot; }
+
+void* scratch(size_t bytes) {
+  Runtime& r = runtime();
+  if (bytes > r.scratch_bytes) {
+    CUDA_CHECK(cudaStreamSynchronize(r.stream));  // the old buffer may still be in use
+    CUDA_CHECK(cudaFree(r.scratch));
+    r.scratch = nullptr;
+    CUDA_CHECK(cudaMalloc(&r.scratch, bytes));
+    r.scratch_bytes = bytes;
+  }
+  return r.scratch;
+}
+
+}  // namespace msa::cuda

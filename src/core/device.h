@@ -1,0 +1,20 @@
+// Which compute device this process uses. The one place outside kernels/ and ops/ that knows whether the build
+// has a CUDA backend.
+#pragma once
+#include <string>
+
+#include "core/tensor.h"
+
+namespace msa {
+
+// Device::cuda for "cuda", Device::cpu for "cpu" (the config's `device` key).
+Device parse_device(const std::string& name);
+// The dtype layers compute in on that device: bf16 on the GPU, fp32 on the CPU.
+DType compute_dtype(Device d);
+// Binds this process to a GPU (local rank modulo the GPUs of the node) and returns a one-line description.
+// Throws UserError when the build has no CUDA backend or the machine no GPU.
+std::string bind_gpu();
+// Waits for the GPU's queued work (timings); no-op on the CPU.
+void synchronize(Device d);
+
+}  // namespace msa

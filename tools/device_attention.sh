@@ -19,18 +19,26 @@ g++ -o $B/test_attention $B/test.o $B/attention.o $B/cuda_check.o $B/device_quer
   -lgtest -lgtest_main -lcudart -lpthread || exit 1
 $NVCC $ARCH -o $B/bench_attention $B/bench_main.o $B/attention.o || exit 1
 $B/test_attention 2>&1 | tee $OUT/tests.log | grep -E "^\[attention\]|FAILED|PASSED|Failure|error" 
-MSA_ATTN_BWD_WARPS=8 $B/test_attention 2>&1 | tee $OUT/tests_w8.log | grep -E "FAILED|PASSED|Failure|error"
+# The non-default variants (benchmark switches) must pass too.
+MSA_ATTN_BWD_SPLIT=0 $B/test_attention 2>&1 | tee $OUT/tests_nosplit.log | grep -E "FAILED|PASSED|Failure|error"
+MSA_ATTN_BWD_SPLIT=1 MSA_ATTN_BWD_WARPS=4 $B/test_attention 2>&1 | tee $OUT/tests_w4.log | grep -E "FAILED|PASSED|Failure|error"
+MSA_ATTN_FWD_BN=32 $B/test_attention 2>&1 | tee $OUT/tests_bn32.log | grep -E "FAILED|PASSED|Failure|error"
 $B/bench_attention "$@" 2>&1 | tee $OUT/bench.log
-MSA_ATTN_BWD_WARPS=8 $B/bench_attention "$@" 2>&1 | sed 's/^ours/ours_w8/' | tee -a $OUT/bench.log
+MSA_ATTN_FWD_BN=32 MSA_ATTN_BWD_WARPS=4 $B/bench_attention "$@" 2>&1 | sed 's/^ours/ours_bn32_w4/' | tee -a $OUT/bench.log
+MSA_ATTN_BWD_SPLIT=0 $B/bench_attention 2>&1 | sed 's/^ours/ours_nosplit/' | tee -a $OUT/bench.log
 PYTHONUNBUFFERED=1 python3 tools/bench_attention.py "$@" 2>&1 | tee -a $OUT/bench.log
 if [[ " $* " == *" --ncu "* ]]; then
-  # The first 16K launch of each kernel (the 4K shape launches each kernel 46 / 23 times before it).
+  # The first 16K launch of each kernel (the 4K shape launches each kernel 46 / 23 times before it): duration,
+  # tensor-pipe and shared-memory utilisation, and the stall reasons per issued instruction.
+  M="gpu__time_duration.sum,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active"
+  M="$M,l1tex__data_pipe_lsu_wavefronts_mem_shared.avg.pct_of_peak_sustained_elapsed,sm__inst_executed.avg.per_cycle_active"
+  M="$M,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum,lts__t_sectors_op_red.sum,lts__throughput.avg.pct_of_peak_sustained_elapsed"
   for k in fwd:46 bwd:23; do
-    ncu --clock-control none -k regex:attention_${k%%:*}_kernel --launch-skip ${k##*:} -c 1 --section SpeedOfLight \
-      --section Occupancy --section WarpStateStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
+    ncu --clock-control none -k regex:attention_${k%%:*}_kernel --launch-skip ${k##*:} -c 1 \
+      --metrics "$M,regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio" \
       $B/bench_attention > $OUT/ncu_${k%%:*}.txt 2>&1
-    grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Achieved Occupancy|Issue Slots Busy|Warp Cycles Per Issued|Stall|Shared Memory|L1/TEX Hit|Bank" $OUT/ncu_${k%%:*}.txt | head -30
+    echo "--- ncu ${k%%:*} (16K)"; grep -E "^\s+(gpu__|sm__|l1tex__|lts__|smsp__)" $OUT/ncu_${k%%:*}.txt | awk '$NF+0 > 0.05' | sed 's/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//' | head -40
   done
 fi
 echo "=== table: impl B T Hq Hkv d fwd_ms fwd_TFLOPs fwdbwd_ms fwdbwd_TFLOPs ==="
-grep -E "^(ours|ours_w8|sdpa) " $OUT/bench.log
+grep -E "^(ours|ours_bn32_w4|ours_nosplit|sdpa) " $OUT/bench.log

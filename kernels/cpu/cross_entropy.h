@@ -6,12 +6,14 @@
 
 namespace msa::cpu {
 
-// logits (N, V) in; losses (N) out (0 where target < 0: ignored positions).
-// If grad_scale != 0, logits are overwritten with d(sum of losses * grad_scale)/dlogits = (softmax - onehot) * scale.
+// logits (N, stride) in, of which the first v columns are the vocabulary and the rest padding (excluded from the
+// softmax); losses (N) out (0 where target < 0: ignored positions). If grad_scale != 0, logits are overwritten
+// with d(sum of losses * grad_scale)/dlogits = (softmax - onehot) * scale, and 0 in the padding.
 template <class T>
-void cross_entropy(T* losses, T* logits, const int32_t* targets, int64_t n, int64_t v, T grad_scale) {
+void cross_entropy(T* losses, T* logits, const int32_t* targets, int64_t n, int64_t v, int64_t stride, T grad_scale) {
   for (int64_t i = 0; i < n; ++i) {
-    T* row = logits + i * v;
+    T* row = logits + i * stride;
+    if (grad_scale != T(0)) std::fill(row + v, row + stride, T(0));
     const int32_t tgt = targets[i];
     if (tgt < 0) {
       losses[i] = 0;

@@ -26,4 +26,25 @@ void rope_apply(T* x, const T* cos, const T* sin, int64_t b, int64_t t, int64_t 
     }
 }
 
+// dst[n, dst_col + j] = (R src[n, src_col + ...])_j for j < width: the rotation of each head (head_dim columns)
+// of a column window, out of place, for rows n of token n % t. dst and src have dst_cols and src_cols columns.
+template <class T>
+void rope_copy_columns(T* dst, int64_t dst_cols, int64_t dst_col, const T* src, int64_t src_cols, int64_t src_col,
+                       int64_t rows, int64_t width, int64_t d, const T* cos, const T* sin, int64_t t, int64_t r,
+                       bool inverse) {
+  const int64_t half = r / 2;
+  for (int64_t n = 0; n < rows; ++n) {
+    const T* c = cos + (n % t) * half;
+    const T* s = sin + (n % t) * half;
+    for (int64_t j = 0; j < width; ++j) {
+      const int64_t i = j % d, head = j - i;  // dim within the head, the head's first column
+      const T* x = src + n * src_cols + src_col + head;
+      T out = x[i];
+      if (i < half) out = x[i] * c[i] - x[i + half] * (inverse ? -s[i] : s[i]);
+      else if (i < r) out = x[i - half] * (inverse ? -s[i - half] : s[i - half]) + x[i] * c[i - half];
+      dst[n * dst_cols + dst_col + j] = out;
+    }
+  }
+}
+
 }  // namespace msa::cpu

@@ -48,6 +48,9 @@ __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool v
 __device__ __forceinline__ void cp_async4(uint32_t dst, const void* src, bool valid) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 4 : 0));
 }
+__device__ __forceinline__ void cp_async8(uint32_t dst, const void* src) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(dst), "l"(src));
+}
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
 
@@ -121,10 +124,10 @@ struct FwdParams {
   float scale_log2;  // scale * log2(e): scores go straight to the exp2 domain
 };
 
-template <int D>
+template <int D, int BN_ = 64>
 struct FwdCfg {
   static constexpr int BM = 128;            // query rows per CTA
-  static constexpr int BN = 64;             // keys per tile
+  static constexpr int BN = BN_;            // keys per tile
   static constexpr int MT = 2;              // 16-row m-tiles per warp: each K / V fragment feeds MT MMAs
   static constexpr int WARPS = BM / (16 * MT);
   static constexpr int THREADS = WARPS * 32;
@@ -133,9 +136,9 @@ struct FwdCfg {
 };
 
 // One CTA per (query tile, query head, batch); warp w owns query rows w*16*MT .. (w+1)*16*MT - 1 of the tile.
-template <int D>
-__global__ void __launch_bounds__(FwdCfg<D>::THREADS, 2) attention_fwd_kernel(const FwdParams p) {
-  using C = FwdCfg<D>;
+template <int D, int BN_>
+__global__ void __launch_bounds__(FwdCfg<D, BN_>::THREADS, 2) attention_fwd_kernel(const FwdParams p) {
+  using C = FwdCfg<D, BN_>;
   constexpr int BM = C::BM, BN = C::BN, LDS = C::LDS, NT = C::THREADS, MT = C::MT;
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* sQ = reinterpret_cast<bf16*>(smem);                 // (BM, LDS)
@@ -182,11 +185,18 @@ __global__ void __launch_bounds__(FwdCfg<D>::THREADS, 2) attention_fwd_kernel(co
   // The key tiles to visit: from the first to the last key any query of the tile sees. One pass over kpos
   // (L2-resident, a few microseconds at 128K keys) instead of a scratch buffer of per-tile bounds.
   int jmin = INT_MAX, jmax = -1;
-  for (int j = threadIdx.x; j < p.tk; j += NT)
-    if (__ldg(p.kpos + j) <= cta_qmax) {
-      jmin = min(jmin, j);
-      jmax = j;  // j grows along the loop
-    }
+  constexpr int kUnroll = 8;  // 8 independent loads in flight per thread: the scan is latency-bound otherwise
+  for (int base = threadIdx.x; base < p.tk; base += NT * kUnroll) {
+    int kv[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) kv[u] = base + u * NT < p.tk ? __ldg(p.kpos + base + u * NT) : INT_MAX;
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+      if (base + u * NT < p.tk && kv[u] <= cta_qmax) {
+        jmin = min(jmin, base + u * NT);
+        jmax = base + u * NT;  // the index grows along both loops
+      }
+  }
   jmin = warp_min(jmin);
   jmax = warp_max(jmax);
   __syncthreads();  // everyone has read s_red[0]
@@ -237,7 +247,7 @@ __global__ void __launch_bounds__(FwdCfg<D>::THREADS, 2) attention_fwd_kernel(co
     const bf16* sVs = sV + stage * BN * LDS;
     const int32_t* kp = sKpos + stage * BN;
     // Tile bounds over its valid keys (zero-filled positions past Tk are excluded by index).
-    const bool kv0 = k0 + lane < p.tk, kv1 = k0 + lane + 32 < p.tk;
+    const bool kv0 = lane < BN && k0 + lane < p.tk, kv1 = lane + 32 < BN && k0 + lane + 32 < p.tk;
     const int kmin = warp_min(min(kv0 ? kp[lane] : INT_MAX, kv1 ? kp[lane + 32] : INT_MAX));
     const int kmax = warp_max(max(kv0 ? kp[lane] : INT_MIN, kv1 ? kp[lane + 32] : INT_MIN));
     if (kmin > wq_max) continue;  // no row of this warp sees any key of the tile (warp-uniform)
@@ -388,24 +398,53 @@ __global__ void __launch_bounds__(FwdCfg<D>::THREADS, 2) attention_fwd_kernel(co
 
 constexpr int kBwdBM = 64;  // query rows per step
 
-// Workspace layout: dq accumulator fp32 (B, Tq, Hq, d) | delta fp32 (B, Hq, Tq) | query-tile bounds int2 (NQT).
+// Workspace layout: dq accumulator fp32 (B, Tq, Hq, d) | delta fp32 (B, Hq, Tq) | lse log2(e) fp32 (B, Hq, Tq) |
+// query-tile bounds int2 (NQT).
 struct BwdWorkspace {
-  size_t dq_off, delta_off, qb_off, total;
+  size_t dq_off, delta_off, lse2_off, qb_off, part_off, total;
+  bool split;
 };
 inline size_t align256(size_t x) { return (x + 255) / 256 * 256; }
+
+// Warps per backward CTA: 8 (128 keys) by default; MSA_ATTN_BWD_WARPS=4 (64 keys, two CTAs per SM) to compare.
+int bwd_warps() {
+  static const int warps = [] {
+    const char* e = std::getenv("MSA_ATTN_BWD_WARPS");
+    return e && std::atoi(e) == 4 ? 4 : 8;
+  }();
+  return warps;
+}
+
+// Split the query heads of a GQA group over CTAs when the unsplit grid (KV heads x batch x key tiles) has fewer
+// CTAs than SMs: each CTA would otherwise walk all heads of the group in sequence while SMs idle (B = 1, 4K
+// tokens: 128 CTAs; fwd+bwd 2.16 -> 1.31 ms). At 256 CTAs (B = 4, 4K) splitting measured 3% slower (the partials
+// cost more than the better balance gains). MSA_ATTN_BWD_SPLIT=0 / 1 forces it (tests exercise both paths).
+bool bwd_split(const AttentionDims& d) {
+  if (d.hq == d.hkv) return false;
+  if (const char* e = std::getenv("MSA_ATTN_BWD_SPLIT")) return std::atoi(e) != 0;
+  int dev = 0, sms = 132;
+  CUDA_CHECK(cudaGetDevice(&dev));
+  CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  const int64_t bn = 16 * bwd_warps();
+  return d.hkv * d.batch * ((d.tk + bn - 1) / bn) < int64_t(sms);
+}
 BwdWorkspace bwd_workspace(const AttentionDims& d) {
   BwdWorkspace w;
   const size_t nqt = (d.tq + kBwdBM - 1) / kBwdBM;
   w.dq_off = 0;
   w.delta_off = align256(size_t(d.batch * d.tq * d.hq * d.d) * sizeof(float));
-  w.qb_off = w.delta_off + align256(size_t(d.batch * d.hq * d.tq) * sizeof(float));
-  w.total = w.qb_off + align256(nqt * sizeof(int2));
+  w.lse2_off = w.delta_off + align256(size_t(d.batch * d.hq * d.tq) * sizeof(float));
+  w.qb_off = w.lse2_off + align256(size_t(d.batch * d.hq * d.tq) * sizeof(float));
+  w.part_off = w.qb_off + align256(nqt * sizeof(int2));
+  w.split = bwd_split(d);
+  // split: fp32 partial dK and dV per query head (B, Tk, Hq, d) each
+  w.total = w.part_off + (w.split ? 2 * align256(size_t(d.batch * d.tk * d.hq * d.d) * sizeof(float)) : 0);
   return w;
 }
 
-// delta[b, h, i] = sum_d dO[b, i, h, :] . O[b, i, h, :]  (one warp per row)
-__global__ void attention_bwd_delta_kernel(float* delta, const bf16* dout, const bf16* o, int64_t rows, int tq,
-                                           int hq, int d) {
+// delta[b, h, i] = sum_d dO[b, i, h, :] . O[b, i, h, :]  (one warp per row); lse2 = lse log2(e) (the exp2 domain)
+__global__ void attention_bwd_delta_kernel(float* delta, float* lse2, const float* lse, const bf16* dout,
+                                           const bf16* o, int64_t rows, int tq, int hq, int d) {
   const int64_t row = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;  // row = (b, i, h) of (B, Tq, Hq)
   const int lane = threadIdx.x % 32;
   if (row >= rows) return;
@@ -420,6 +459,7 @@ __global__ void attention_bwd_delta_kernel(float* delta, const bf16* dout, const
   if (lane == 0) {
     const int64_t h = row % hq, i = (row / hq) % tq, b = row / (int64_t(hq) * tq);
     delta[(b * hq + h) * tq + i] = sum;
+    lse2[(b * hq + h) * tq + i] = lse[(b * hq + h) * tq + i] * kLog2e;
   }
 }
 
@@ -443,15 +483,35 @@ __global__ void attention_bwd_dq_convert_kernel(bf16* dq, const float* acc, int6
   reinterpret_cast<uint2*>(dq)[i] = out;
 }
 
+// Split backward: dk (B, Tk, Hkv, d) = sum over the group's query heads of the fp32 partials (B, Tk, Hq, d).
+__global__ void attention_bwd_reduce_kernel(bf16* dk, bf16* dv, const float* dk_part, const float* dv_part,
+                                            int64_t n4, int hkv, int group, int d) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;  // one float4 of the output each
+  if (i >= n4) return;
+  const int64_t d4 = i % (d / 4), rest = i / (d / 4);  // rest = (b, key) * hkv + kv head
+  const int64_t kvh = rest % hkv, bt = rest / hkv;
+  const int64_t src = (bt * hkv * group + kvh * group) * d + d4 * 4;  // first query head of the group
+  float4 a = make_float4(0.f, 0.f, 0.f, 0.f), c = a;
+  for (int hh = 0; hh < group; ++hh) {
+    const float4 x = *reinterpret_cast<const float4*>(dk_part + src + int64_t(hh) * d);
+    const float4 y = *reinterpret_cast<const float4*>(dv_part + src + int64_t(hh) * d);
+    a.x += x.x, a.y += x.y, a.z += x.z, a.w += x.w;
+    c.x += y.x, c.y += y.y, c.z += y.z, c.w += y.w;
+  }
+  reinterpret_cast<uint2*>(dk)[i] = make_uint2(pack_bf16(a.x, a.y), pack_bf16(a.z, a.w));
+  reinterpret_cast<uint2*>(dv)[i] = make_uint2(pack_bf16(c.x, c.y), pack_bf16(c.z, c.w));
+}
+
 struct BwdParams {
   bf16 *dk, *dv;
   float* dq_acc;
-  const float *lse, *delta;
+  const float *lse2, *delta;  // (B, Hq, Tq): lse log2(e), rowsum(dO O)
   const int2* qbounds;
   const bf16 *q, *k, *v, *dout;
   const int32_t *qpos, *kpos;
   int batch, tq, tk, hq, hkv;
   float scale, scale_log2;
+  float *dk_part, *dv_part;   // split: fp32 partial dK, dV per query head (B, Tk, Hq, d); else null
 };
 
 template <int D, int NWARPS>
@@ -463,14 +523,14 @@ struct BwdCfg {
   static constexpr int LDS = D + 8;    // padded (rows, d) tiles
   static constexpr int LDS_S = BM + 8; // padded dS^T (keys, queries)
   // K, V, 2 x Q, 2 x dO, dS^T, 2 x (lse, delta, qpos)
-  static constexpr int SMEM = (2 * BN + 4 * BM) * LDS * 2 + BN * LDS_S * 2 + 2 * 3 * BM * 4;
+  static constexpr int SMEM = (2 * BN + 4 * BM) * LDS * 2 + BN * LDS_S * 2 + 2 * 3 * BM * 4 + 2 * 8;
 };
 
 // One CTA per (key tile, KV head, batch). Warps own 16 keys each and work on the transposed problem:
 //   S^T = K Q^T, P^T = exp2(S^T scale log2e - lse log2e), dP^T = V dO^T, dS^T = P^T (dP^T - delta)
 //   dV += P^T dO, dK += dS^T Q   (registers, over every query tile and every query head of the group)
 //   dQ += dS K                   (dS^T through shared memory, warps then own 16 queries; fp32 atomics)
-template <int D, int NWARPS>
+template <int D, int NWARPS, bool SPLIT>
 __global__ void __launch_bounds__(BwdCfg<D, NWARPS>::THREADS, 8 / NWARPS) attention_bwd_kernel(const BwdParams p) {
   using C = BwdCfg<D, NWARPS>;
   constexpr int BM = C::BM, BN = C::BN, LDS = C::LDS, LDS_S = C::LDS_S, NT = C::THREADS;
@@ -483,6 +543,7 @@ __global__ void __launch_bounds__(BwdCfg<D, NWARPS>::THREADS, 8 / NWARPS) attent
   float* sLse = reinterpret_cast<float*>(sdS + BN * LDS_S);  // 2 stages x BM
   float* sDelta = sLse + 2 * BM;                             // 2 stages x BM
   int32_t* sQpos = reinterpret_cast<int32_t*>(sDelta + 2 * BM);  // 2 stages x BM
+  int2* sQb = reinterpret_cast<int2*>(sQpos + 2 * BM);            // 2 stages: the query tile's position bounds
   __shared__ int s_red[2][C::WARPS];
   __shared__ int s_skip[C::WARPS];
 
@@ -490,8 +551,10 @@ __global__ void __launch_bounds__(BwdCfg<D, NWARPS>::THREADS, 8 / NWARPS) attent
   const int g = lane / 4, t = lane % 4;
   // Grid (Hkv, B, key tiles), the tile index slowest: key tile 0, which sees every query under causal masking,
   // starts first on every head (longest job first).
-  const int kt = blockIdx.z, kvh = blockIdx.x, b = blockIdx.y;
   const int group = p.hq / p.hkv;
+  const int heads = SPLIT ? 1 : group;  // query heads this CTA walks: one, or the whole group
+  const int kt = blockIdx.z, kvh = SPLIT ? blockIdx.x / group : blockIdx.x, b = blockIdx.y;
+  const int h_first = SPLIT ? blockIdx.x : kvh * group;  // this CTA's first query head
   const int k0 = kt * BN;
   const int64_t ldq = int64_t(p.hq) * D, ldk = int64_t(p.hkv) * D;  // row strides of (B, T, H, d)
   const bf16* K = p.k + (int64_t(b) * p.tk + k0) * ldk + int64_t(kvh) * D;
@@ -534,20 +597,21 @@ __global__ void __launch_bounds__(BwdCfg<D, NWARPS>::THREADS, 8 / NWARPS) attent
     ilast = max(ilast, s_red[1][w]);
   }
   const int nrange = ilast < 0 ? 0 : ilast - ifirst + 1;
-  const int nsteps = nrange * group;  // (query head of the group, query tile) pairs
+  const int nsteps = nrange * heads;  // (query head, query tile) pairs
 
   auto load_step = [&](int step, int stage) {
-    const int h = kvh * group + step / nrange, q0 = (ifirst + step % nrange) * BM;
+    const int h = h_first + step / nrange, q0 = (ifirst + step % nrange) * BM;
     const int64_t off = (int64_t(b) * p.tq + q0) * ldq + int64_t(h) * D;
     load_tile<BM, D, LDS, NT>(sQ + stage * BM * LDS, p.q + off, ldq, p.tq - q0, p.q);
     load_tile<BM, D, LDS, NT>(sdO + stage * BM * LDS, p.dout + off, ldq, p.tq - q0, p.dout);
     const int64_t so = (int64_t(b) * p.hq + h) * p.tq + q0;  // (B, Hq, Tq)
     for (int r = threadIdx.x; r < BM; r += NT) {
       const bool valid = q0 + r < p.tq;
-      cp_async4(smem_addr(sLse + stage * BM + r), valid ? p.lse + so + r : p.lse, valid);
+      cp_async4(smem_addr(sLse + stage * BM + r), valid ? p.lse2 + so + r : p.lse2, valid);
       cp_async4(smem_addr(sDelta + stage * BM + r), valid ? p.delta + so + r : p.delta, valid);
       cp_async4(smem_addr(sQpos + stage * BM + r), valid ? p.qpos + q0 + r : p.qpos, valid);
     }
+    if (threadIdx.x == NT - 1) cp_async8(smem_addr(sQb + stage), p.qbounds + q0 / BM);  // no global load per step
   };
 
   float acc_dk[D / 8][4], acc_dv[D / 8][4];  // rows: the warp's keys g, g+8; columns: d
@@ -565,13 +629,13 @@ __global__ void __launch_bounds__(BwdCfg<D, NWARPS>::THREADS, 8 / NWARPS) attent
     if (step + 1 < nsteps) load_step(step + 1, stage ^ 1);
     cp_async_commit();
 
-    const int h = kvh * group + step / nrange, qt = ifirst + step % nrange, q0 = qt * BM;
+    const int h = h_first + step / nrange, qt = ifirst + step % nrange, q0 = qt * BM;
     const bf16* sQs = sQ + stage * BM * LDS;
     const bf16* sdOs = sdO + stage * BM * LDS;
     const float* lse = sLse + stage * BM;
     const float* dlt = sDelta + stage * BM;
     const int32_t* qp = sQpos + stage * BM;
-    const int2 qb = p.qbounds[qt];
+    const int2 qb = sQb[stage];
     const bool skip = wk_min > qb.y;  // none of the warp's keys is visible to any query of the tile
     const bool need_mask = !(warp_keys_full && q0 + BM <= p.tq && wk_max <= qb.x);
 
@@ -603,7 +667,7 @@ __global__ void __launch_bounds__(BwdCfg<D, NWARPS>::THREADS, 8 / NWARPS) attent
 #pragma unroll
       for (int i = 0; i < BM / 8; ++i) {
         const int col = i * 8 + 2 * t;  // query within the tile
-        const float2 l2 = make_float2(lse[col] * kLog2e, lse[col + 1] * kLog2e);
+        const float2 l2 = make_float2(lse[col], lse[col + 1]);  // already lse log2(e)
         const float2 dl = make_float2(dlt[col], dlt[col + 1]);
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
@@ -688,7 +752,28 @@ __global__ void __launch_bounds__(BwdCfg<D, NWARPS>::THREADS, 8 / NWARPS) attent
   }
   cp_async_wait_all();
 
-  // dK = scale dS^T Q, dV as accumulated; bf16, written (not accumulated).
+  // dK = scale dS^T Q, dV as accumulated. Split: fp32 partials of this query head, summed by the reduce kernel.
+  if constexpr (SPLIT) {
+    const int64_t ldp = int64_t(p.hq) * D;  // (B, Tk, Hq, d)
+    float* dKp = p.dk_part + int64_t(b) * p.tk * ldp + int64_t(h_first) * D;
+    float* dVp = p.dv_part + int64_t(b) * p.tk * ldp + int64_t(h_first) * D;
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) {
+      const int col = i * 8 + 2 * t;
+      if (kval0) {
+        *reinterpret_cast<float2*>(dKp + int64_t(key0) * ldp + col) =
+            make_float2(acc_dk[i][0] * p.scale, acc_dk[i][1] * p.scale);
+        *reinterpret_cast<float2*>(dVp + int64_t(key0) * ldp + col) = make_float2(acc_dv[i][0], acc_dv[i][1]);
+      }
+      if (kval1) {
+        *reinterpret_cast<float2*>(dKp + int64_t(key1) * ldp + col) =
+            make_float2(acc_dk[i][2] * p.scale, acc_dk[i][3] * p.scale);
+        *reinterpret_cast<float2*>(dVp + int64_t(key1) * ldp + col) = make_float2(acc_dv[i][2], acc_dv[i][3]);
+      }
+    }
+    return;
+  }
+  // bf16, written (not accumulated).
   bf16* dK = p.dk + (int64_t(b) * p.tk) * ldk + int64_t(kvh) * D;
   bf16* dV = p.dv + (int64_t(b) * p.tk) * ldk + int64_t(kvh) * D;
 #pragma unroll
@@ -714,22 +799,37 @@ void check_dims(const AttentionDims& d, const char* what) {
   if (d.tq > 65535LL * 64 || d.tk > 65535LL * 64) fail("sequence too long (> 4M tokens)", what, __FILE__, __LINE__);
 }
 
-template <int D>
-void launch_forward(const FwdParams& p, int64_t tq, cudaStream_t stream) {
-  using C = FwdCfg<D>;
-  CUDA_CHECK(cudaFuncSetAttribute(attention_fwd_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM));
+template <int D, int BN>
+void launch_forward_cfg(const FwdParams& p, int64_t tq, cudaStream_t stream) {
+  using C = FwdCfg<D, BN>;
+  CUDA_CHECK(
+      cudaFuncSetAttribute(attention_fwd_kernel<D, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM));
   const dim3 grid(unsigned(p.hq), unsigned(p.batch), unsigned((tq + C::BM - 1) / C::BM));
-  attention_fwd_kernel<D><<<grid, C::THREADS, C::SMEM, stream>>>(p);
+  attention_fwd_kernel<D, BN><<<grid, C::THREADS, C::SMEM, stream>>>(p);
   CUDA_CHECK_LAUNCH();
 }
 
-template <int D, int NWARPS>
+// Key tiles of 64 (default) or 32 (MSA_ATTN_FWD_BN=32, for benchmarking: half the S registers, twice the tiles).
+template <int D>
+void launch_forward(const FwdParams& p, int64_t tq, cudaStream_t stream) {
+  static const int bn = [] {
+    const char* e = std::getenv("MSA_ATTN_FWD_BN");
+    return e ? std::atoi(e) : 64;
+  }();
+  if (bn == 32)
+    launch_forward_cfg<D, 32>(p, tq, stream);
+  else
+    launch_forward_cfg<D, 64>(p, tq, stream);
+}
+
+template <int D, int NWARPS, bool SPLIT>
 void launch_backward_cfg(const BwdParams& p, int64_t tk, cudaStream_t stream) {
   using C = BwdCfg<D, NWARPS>;
-  CUDA_CHECK(cudaFuncSetAttribute(attention_bwd_kernel<D, NWARPS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  C::SMEM));
-  const dim3 grid(unsigned(p.hkv), unsigned(p.batch), unsigned((tk + C::BN - 1) / C::BN));
-  attention_bwd_kernel<D, NWARPS><<<grid, C::THREADS, C::SMEM, stream>>>(p);
+  CUDA_CHECK(cudaFuncSetAttribute(attention_bwd_kernel<D, NWARPS, SPLIT>,
+                                  cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM));
+  // Grid (KV heads, or query heads when split; batch; key tiles)
+  const dim3 grid(unsigned(SPLIT ? p.hq : p.hkv), unsigned(p.batch), unsigned((tk + C::BN - 1) / C::BN));
+  attention_bwd_kernel<D, NWARPS, SPLIT><<<grid, C::THREADS, C::SMEM, stream>>>(p);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -737,14 +837,11 @@ void launch_backward_cfg(const BwdParams& p, int64_t tk, cudaStream_t stream) {
 // overrides the default for benchmarking.
 template <int D>
 void launch_backward(const BwdParams& p, int64_t tk, cudaStream_t stream) {
-  static const int warps = [] {
-    const char* e = std::getenv("MSA_ATTN_BWD_WARPS");
-    return e ? std::atoi(e) : 8;
-  }();
-  if (warps == 4)
-    launch_backward_cfg<D, 4>(p, tk, stream);
+  const bool split = p.dk_part != nullptr;
+  if (bwd_warps() == 4)
+    split ? launch_backward_cfg<D, 4, true>(p, tk, stream) : launch_backward_cfg<D, 4, false>(p, tk, stream);
   else
-    launch_backward_cfg<D, 8>(p, tk, stream);
+    split ? launch_backward_cfg<D, 8, true>(p, tk, stream) : launch_backward_cfg<D, 8, false>(p, tk, stream);
 }
 
 }  // namespace
@@ -775,25 +872,36 @@ void attention_backward(__nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv,
   char* ws = static_cast<char*>(workspace);
   float* dq_acc = reinterpret_cast<float*>(ws + w.dq_off);
   float* delta = reinterpret_cast<float*>(ws + w.delta_off);
+  float* lse2 = reinterpret_cast<float*>(ws + w.lse2_off);
   int2* qb = reinterpret_cast<int2*>(ws + w.qb_off);
   const int64_t nq = dims.batch * dims.tq * dims.hq * dims.d;  // elements of q / dq
   if (nq > 0) {
     CUDA_CHECK(cudaMemsetAsync(dq_acc, 0, size_t(nq) * sizeof(float), stream));
     const int64_t rows = dims.batch * dims.tq * dims.hq;
     attention_bwd_delta_kernel<<<unsigned((rows * 32 + 255) / 256), 256, 0, stream>>>(
-        delta, dout, o, rows, int(dims.tq), int(dims.hq), int(dims.d));
+        delta, lse2, lse, dout, o, rows, int(dims.tq), int(dims.hq), int(dims.d));
     CUDA_CHECK_LAUNCH();
     const int64_t nqt = (dims.tq + kBwdBM - 1) / kBwdBM;
     attention_bwd_qbounds_kernel<<<unsigned((nqt + 127) / 128), 128, 0, stream>>>(qb, qpos, int(dims.tq));
     CUDA_CHECK_LAUNCH();
   }
   if (dims.tk > 0) {
-    BwdParams p{dk, dv, dq_acc, lse, delta, qb, q, k, v, dout, qpos, kpos, int(dims.batch), int(dims.tq),
-                int(dims.tk), int(dims.hq), int(dims.hkv), dims.scale, dims.scale * kLog2e};
+    BwdParams p{dk, dv, dq_acc, lse2, delta, qb, q, k, v, dout, qpos, kpos, int(dims.batch), int(dims.tq),
+                int(dims.tk), int(dims.hq), int(dims.hkv), dims.scale, dims.scale * kLog2e, nullptr, nullptr};
+    if (w.split) {
+      p.dk_part = reinterpret_cast<float*>(ws + w.part_off);
+      p.dv_part = p.dk_part + align256(size_t(dims.batch * dims.tk * dims.hq * dims.d) * sizeof(float)) / 4;
+    }
     switch (dims.d) {
       case 32: launch_backward<32>(p, dims.tk, stream); break;
       case 64: launch_backward<64>(p, dims.tk, stream); break;
       default: launch_backward<128>(p, dims.tk, stream); break;
+    }
+    if (w.split) {
+      const int64_t n4 = dims.batch * dims.tk * dims.hkv * dims.d / 4;  // float4s of dk (and dv)
+      attention_bwd_reduce_kernel<<<unsigned((n4 + 255) / 256), 256, 0, stream>>>(
+          dk, dv, p.dk_part, p.dv_part, n4, int(dims.hkv), int(dims.hq / dims.hkv), int(dims.d));
+      CUDA_CHECK_LAUNCH();
     }
   }
   if (nq > 0) {

@@ -101,6 +101,20 @@ void copy_columns(void* dst, int64_t dst_cols, int64_t dst_col, const void* src,
            src_col, rows, width);
 }
 
+double sum_squares_many(const std::vector<std::pair<const void*, int64_t>>& buffers, bool f32) {
+  if (buffers.empty()) return 0.0;
+  double* slot = reduction_slot();
+  CUDA_CHECK(cudaMemsetAsync(slot, 0, sizeof(double), compute_stream()));
+  for (const auto& [x, n] : buffers) {
+    if (f32) launch(reduce_kernel<float, Reduce::squares>, n, slot, static_cast<const float*>(x), n);
+    else launch(reduce_kernel<bf16, Reduce::squares>, n, slot, static_cast<const bf16*>(x), n);
+  }
+  double h = 0;
+  CUDA_CHECK(cudaMemcpyAsync(&h, slot, sizeof h, cudaMemcpyDeviceToHost, compute_stream()));
+  CUDA_CHECK(cudaStreamSynchronize(compute_stream()));
+  return h;
+}
+
 double sum(const void* x, bool f32, int64_t n) { return reduce<Reduce::sum>(x, f32, n); }
 double sum_squares(const void* x, bool f32, int64_t n) { return reduce<Reduce::squares>(x, f32, n); }
 bool all_finite(const void* x, bool f32, int64_t n) { return reduce<Reduce::nonfinite>(x, f32, n) == 0.0; }

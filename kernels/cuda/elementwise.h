@@ -2,6 +2,8 @@
 // `f32` flags say whether a buffer holds fp32 (else bf16). All run on the compute stream.
 #pragma once
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 namespace msa::cuda {
 
@@ -15,5 +17,7 @@ void copy_columns(void* dst, int64_t dst_cols, int64_t dst_col, const void* src,
 double sum(const void* x, bool f32, int64_t n);
 double sum_squares(const void* x, bool f32, int64_t n);
 bool all_finite(const void* x, bool f32, int64_t n);
+// Sum of squares over many buffers of one dtype: one accumulator, one wait for the stream.
+double sum_squares_many(const std::vector<std::pair<const void*, int64_t>>& buffers, bool f32);
 
 }  // namespace msa::cuda

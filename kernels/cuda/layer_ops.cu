@@ -25,13 +25,15 @@ __global__ void rmsnorm_forward_kernel(bf16* y, float* rstd, const bf16* x, cons
 }
 
 // dx_j += r w_j dy_j - x_j r^3 mean_k(w_k dy_k x_k);  dw_j += sum over rows of dy_j x_j r.
-// dw partial sums go to shared memory (C floats) first, then once per block to global.
+// Each warp sums its rows' dw into its own shared row (plain stores, no atomics: lane j owns columns j, j+32, ...),
+// then the block adds the kWarps rows and makes one atomicAdd per column to global.
 __global__ void rmsnorm_backward_kernel(bf16* dx, float* dw, const bf16* dy, const bf16* x, const bf16* w,
                                         const float* rstd, int64_t n, int64_t c) {
-  extern __shared__ float dw_block[];  // (C)
-  for (int64_t j = threadIdx.x; j < c; j += blockDim.x) dw_block[j] = 0.0f;
+  extern __shared__ float dw_warps[];  // (kWarps, C)
+  for (int64_t j = threadIdx.x; j < kWarps * c; j += blockDim.x) dw_warps[j] = 0.0f;
   __syncthreads();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  float* dw_mine = dw_warps + warp * c;
   for (int64_t row = blockIdx.x * int64_t(kWarps) + warp; row < n; row += int64_t(gridDim.x) * kWarps) {
     const bf16 *xr = x + row * c, *dyr = dy + row * c;
     const float r = rstd[row];
@@ -42,11 +44,15 @@ __global__ void rmsnorm_backward_kernel(bf16* dx, float* dw, const bf16* dy, con
     for (int64_t j = lane; j < c; j += 32) {
       const float xv = to_f32(xr[j]), g = to_f32(dyr[j]);
       dxr[j] = from_f32<bf16>(to_f32(dxr[j]) + r * to_f32(w[j]) * g - xv * k);
-      atomicAdd(&dw_block[j], g * xv * r);
+      dw_mine[j] += g * xv * r;
     }
   }
   __syncthreads();
-  for (int64_t j = threadIdx.x; j < c; j += blockDim.x) atomicAdd(&dw[j], dw_block[j]);
+  for (int64_t j = threadIdx.x; j < c; j += blockDim.x) {
+    float sum = 0.0f;
+    for (int wi = 0; wi < kWarps; ++wi) sum += dw_warps[wi * c + j];
+    atomicAdd(&dw[j], sum);
+  }
 }
 
 // ---- RoPE: one thread per (row, pair).
@@ -61,6 +67,23 @@ __global__ void rope_kernel(bf16* x, const float* cos, const float* sin, int64_t
     const float x1 = to_f32(v[p]), x2 = to_f32(v[p + half]);
     v[p] = from_f32<bf16>(x1 * c - x2 * s);
     v[p + half] = from_f32<bf16>(x1 * s + x2 * c);
+  }
+}
+
+// One thread per output element: it reads its element and its RoPE partner (2 loads, 1 store).
+__global__ void rope_copy_columns_kernel(bf16* dst, int64_t dst_cols, int64_t dst_col, const bf16* src,
+                                         int64_t src_cols, int64_t src_col, int64_t rows, int64_t width, int64_t d,
+                                         const float* cos, const float* sin, int64_t t, int64_t half, float sign) {
+  const int64_t total = rows * width;
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t n = e / width, j = e % width, i = j % d;
+    const bf16* x = src + n * src_cols + src_col + (j - i);
+    const int64_t tab = (n % t) * half;
+    float out;
+    if (i < half) out = to_f32(x[i]) * cos[tab + i] - to_f32(x[i + half]) * sign * sin[tab + i];
+    else if (i < 2 * half) out = to_f32(x[i - half]) * sign * sin[tab + i - half] + to_f32(x[i]) * cos[tab + i - half];
+    else out = to_f32(x[i]);
+    dst[n * dst_cols + dst_col + j] = from_f32<bf16>(out);
   }
 }
 
@@ -87,6 +110,30 @@ __global__ void swiglu_backward_kernel(bf16* dgu, const bf16* dh, const bf16* gu
   }
 }
 
+// Two columns per thread (bf16x2 loads and stores) when F is even: the kernels are bound by memory traffic.
+__global__ void swiglu_forward_x2_kernel(__nv_bfloat162* h, const __nv_bfloat162* gu, int64_t n, int64_t f2) {
+  const int64_t total = n * f2;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / f2, j = i % f2;
+    const float2 g = __bfloat1622float2(gu[r * 2 * f2 + j]), u = __bfloat1622float2(gu[r * 2 * f2 + f2 + j]);
+    h[i] = __floats2bfloat162_rn(g.x * sigmoidf(g.x) * u.x, g.y * sigmoidf(g.y) * u.y);
+  }
+}
+
+__global__ void swiglu_backward_x2_kernel(__nv_bfloat162* dgu, const __nv_bfloat162* dh, const __nv_bfloat162* gu,
+                                          int64_t n, int64_t f2) {
+  const int64_t total = n * f2;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / f2, j = i % f2;
+    const float2 g = __bfloat1622float2(gu[r * 2 * f2 + j]), u = __bfloat1622float2(gu[r * 2 * f2 + f2 + j]);
+    const float2 d = __bfloat1622float2(dh[i]);
+    const float sx = sigmoidf(g.x), sy = sigmoidf(g.y);
+    dgu[r * 2 * f2 + j] = __floats2bfloat162_rn(d.x * u.x * sx * (1.0f + g.x * (1.0f - sx)),
+                                                d.y * u.y * sy * (1.0f + g.y * (1.0f - sy)));
+    dgu[r * 2 * f2 + f2 + j] = __floats2bfloat162_rn(d.x * g.x * sx, d.y * g.y * sy);
+  }
+}
+
 // ---- Embedding.
 __global__ void embedding_forward_kernel(bf16* out, const bf16* table, const int32_t* ids, int64_t n, int64_t c) {
   const int64_t total = n * c;
@@ -101,15 +148,18 @@ __global__ void embedding_backward_kernel(float* dtable, const bf16* dout, const
 }
 
 // ---- Cross-entropy: one block per row; the row is read twice (statistics, then gradient), in bf16.
-__global__ void cross_entropy_kernel(float* losses, bf16* logits, const int32_t* targets, int64_t v, float grad_scale) {
+__global__ void cross_entropy_kernel(float* losses, bf16* logits, const int32_t* targets, int64_t v, int64_t stride,
+                                     float grad_scale) {
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x;
-  bf16* z = logits + row * v;
+  bf16* z = logits + row * stride;
   const int32_t tgt = targets[row];
+  if (grad_scale != 0.0f)
+    for (int64_t j = v + threadIdx.x; j < stride; j += blockDim.x) z[j] = from_f32<bf16>(0.0f);
   if (tgt < 0) {
     if (threadIdx.x == 0) losses[row] = 0.0f;
     if (grad_scale != 0.0f)
-      for (int64_t j = threadIdx.x; j < v; j += blockDim.x) z[j] = from_f32<bf16>(0.0f);
+      for (int64_t j = threadIdx.x; j < stride; j += blockDim.x) z[j] = from_f32<bf16>(0.0f);
     return;
   }
   // Online max and sum of exp per thread, then combined over the block.
@@ -133,6 +183,58 @@ __global__ void cross_entropy_kernel(float* losses, bf16* logits, const int32_t*
   for (int64_t j = threadIdx.x; j < v; j += blockDim.x) {
     const float p = __expf(to_f32(z[j]) - lse);
     z[j] = from_f32<bf16>((p - (j == tgt ? 1.0f : 0.0f)) * grad_scale);
+  }
+}
+
+// The same with 16-byte loads and stores (8 bf16 per access) when rows are 16-byte aligned (stride % 8 == 0, as
+// the model's padded vocabulary guarantees): the kernel is bound by reading the logits twice and writing them once.
+__global__ void cross_entropy_vec8_kernel(float* losses, bf16* logits, const int32_t* targets, int64_t v,
+                                          int64_t stride, float grad_scale) {
+  __shared__ float scratch[32];
+  const int64_t row = blockIdx.x, chunks = stride / 8;
+  bf16* z = logits + row * stride;
+  uint4* zv = reinterpret_cast<uint4*>(z);
+  const int32_t tgt = targets[row];
+  if (tgt < 0) {
+    if (threadIdx.x == 0) losses[row] = 0.0f;
+    if (grad_scale != 0.0f)
+      for (int64_t c = threadIdx.x; c < chunks; c += blockDim.x) zv[c] = make_uint4(0, 0, 0, 0);
+    return;
+  }
+  float m = -INFINITY, s = 0.0f;
+  for (int64_t c = threadIdx.x; c < chunks; c += blockDim.x) {
+    const uint4 raw = zv[c];
+    const bf16* e = reinterpret_cast<const bf16*>(&raw);
+    float x[8], cm = -INFINITY;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      x[k] = c * 8 + k < v ? to_f32(e[k]) : -INFINITY;  // padding columns are not in the softmax
+      cm = fmaxf(cm, x[k]);
+    }
+    if (cm == -INFINITY) continue;
+    const float nm = fmaxf(m, cm);
+    s *= __expf(m - nm);  // m = -inf the first time: exp(-inf) = 0 and s is 0 anyway
+#pragma unroll
+    for (int k = 0; k < 8; ++k) s += __expf(x[k] - nm);
+    m = nm;
+  }
+  const float row_max = block_max(m, scratch);
+  const float row_sum = block_sum(m == -INFINITY ? 0.0f : s * __expf(m - row_max), scratch);
+  const float lse = row_max + logf(row_sum);
+  const float z_tgt = to_f32(z[tgt]);
+  __syncthreads();  // everyone has read z[tgt] before it is overwritten
+  if (threadIdx.x == 0) losses[row] = lse - z_tgt;
+  if (grad_scale == 0.0f) return;
+  for (int64_t c = threadIdx.x; c < chunks; c += blockDim.x) {
+    uint4 raw = zv[c];
+    bf16* e = reinterpret_cast<bf16*>(&raw);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      const int64_t j = c * 8 + k;
+      const float p = j < v ? __expf(to_f32(e[k]) - lse) : 0.0f;
+      e[k] = from_f32<bf16>((p - (j == tgt ? 1.0f : 0.0f)) * grad_scale);
+    }
+    zv[c] = raw;
   }
 }
 
@@ -171,7 +273,7 @@ void rmsnorm_backward(bf16* dx, float* dw, const bf16* dy, const bf16* x, const 
                       int64_t c) {
   if (n == 0) return;
   const int64_t want = (n + kWarps - 1) / kWarps, cap = int64_t(sm_count()) * 4;
-  const size_t smem = size_t(c) * sizeof(float);
+  const size_t smem = size_t(kWarps) * size_t(c) * sizeof(float);  // 32 KB for C = 1024
   if (smem > 48 * 1024)
     CUDA_CHECK(cudaFuncSetAttribute(rmsnorm_backward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   rmsnorm_backward_kernel<<<unsigned(want < cap ? want : cap), 32 * kWarps, smem, compute_stream()>>>(dx, dw, dy, x, w,
@@ -184,9 +286,26 @@ void rope(bf16* x, const float* cos, const float* sin, int64_t b, int64_t t, int
   launch_flat(rope_kernel, b * t * h * (r / 2), x, cos, sin, b * t * h, t, h, d, r / 2, inverse ? -1.0f : 1.0f);
 }
 
-void swiglu_forward(bf16* h, const bf16* gu, int64_t n, int64_t f) { launch_flat(swiglu_forward_kernel, n * f, h, gu, n, f); }
+void rope_copy_columns(bf16* dst, int64_t dst_cols, int64_t dst_col, const bf16* src, int64_t src_cols,
+                       int64_t src_col, int64_t rows, int64_t width, int64_t d, const float* cos, const float* sin,
+                       int64_t t, int64_t r, bool inverse) {
+  launch_flat(rope_copy_columns_kernel, rows * width, dst, dst_cols, dst_col, src, src_cols, src_col, rows, width, d,
+              cos, sin, t, r / 2, inverse ? -1.0f : 1.0f);
+}
+
+void swiglu_forward(bf16* h, const bf16* gu, int64_t n, int64_t f) {
+  if (f % 2 == 0)
+    launch_flat(swiglu_forward_x2_kernel, n * f / 2, reinterpret_cast<__nv_bfloat162*>(h),
+                reinterpret_cast<const __nv_bfloat162*>(gu), n, f / 2);
+  else
+    launch_flat(swiglu_forward_kernel, n * f, h, gu, n, f);
+}
 void swiglu_backward(bf16* dgu, const bf16* dh, const bf16* gu, int64_t n, int64_t f) {
-  launch_flat(swiglu_backward_kernel, n * f, dgu, dh, gu, n, f);
+  if (f % 2 == 0)
+    launch_flat(swiglu_backward_x2_kernel, n * f / 2, reinterpret_cast<__nv_bfloat162*>(dgu),
+                reinterpret_cast<const __nv_bfloat162*>(dh), reinterpret_cast<const __nv_bfloat162*>(gu), n, f / 2);
+  else
+    launch_flat(swiglu_backward_kernel, n * f, dgu, dh, gu, n, f);
 }
 
 void embedding_forward(bf16* out, const bf16* table, const int32_t* ids, int64_t n, int64_t c) {
@@ -196,9 +315,13 @@ void embedding_backward(float* dtable, const bf16* dout, const int32_t* ids, int
   launch_flat(embedding_backward_kernel, n * c, dtable, dout, ids, n, c);
 }
 
-void cross_entropy(float* losses, bf16* logits, const int32_t* targets, int64_t n, int64_t v, float grad_scale) {
+void cross_entropy(float* losses, bf16* logits, const int32_t* targets, int64_t n, int64_t v, int64_t stride,
+                   float grad_scale) {
   if (n == 0) return;
-  cross_entropy_kernel<<<unsigned(n), 512, 0, compute_stream()>>>(losses, logits, targets, v, grad_scale);
+  if (stride % 8 == 0 && reinterpret_cast<uintptr_t>(logits) % 16 == 0)
+    cross_entropy_vec8_kernel<<<unsigned(n), 512, 0, compute_stream()>>>(losses, logits, targets, v, stride, grad_scale);
+  else
+    cross_entropy_kernel<<<unsigned(n), 512, 0, compute_stream()>>>(losses, logits, targets, v, stride, grad_scale);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -19,6 +19,11 @@ void rmsnorm_backward(bf16_t* dx, float* dw, const bf16_t* dy, const bf16_t* x, 
 void rope(bf16_t* x, const float* cos, const float* sin, int64_t b, int64_t t, int64_t h, int64_t d, int64_t r,
           bool inverse);
 
+// kernels/cpu/rope.h rope_copy_columns: a window of whole heads copied out of place with RoPE applied.
+void rope_copy_columns(bf16_t* dst, int64_t dst_cols, int64_t dst_col, const bf16_t* src, int64_t src_cols,
+                       int64_t src_col, int64_t rows, int64_t width, int64_t d, const float* cos, const float* sin,
+                       int64_t t, int64_t r, bool inverse);
+
 // kernels/cpu/swiglu.h. h (N, F) = silu(gu[:, :F]) * gu[:, F:]; dgu (N, 2F) written.
 void swiglu_forward(bf16_t* h, const bf16_t* gu, int64_t n, int64_t f);
 void swiglu_backward(bf16_t* dgu, const bf16_t* dh, const bf16_t* gu, int64_t n, int64_t f);
@@ -27,9 +32,11 @@ void swiglu_backward(bf16_t* dgu, const bf16_t* dh, const bf16_t* gu, int64_t n,
 void embedding_forward(bf16_t* out, const bf16_t* table, const int32_t* ids, int64_t n, int64_t c);
 void embedding_backward(float* dtable, const bf16_t* dout, const int32_t* ids, int64_t n, int64_t c);
 
-// kernels/cpu/cross_entropy.h. losses (N) f32; logits (N, V) bf16 replaced by grad_scale * (softmax - onehot)
-// when grad_scale != 0. Targets < 0 are ignored (loss 0, gradient 0). Never forms fp32 logits in memory.
-void cross_entropy(float* losses, bf16_t* logits, const int32_t* targets, int64_t n, int64_t v, float grad_scale);
+// kernels/cpu/cross_entropy.h. losses (N) f32; logits (N, stride) bf16, the first v columns the vocabulary, the
+// rest padding; replaced by grad_scale * (softmax - onehot) (0 in the padding) when grad_scale != 0. Targets < 0
+// are ignored (loss 0, gradient 0). Never forms fp32 logits in memory.
+void cross_entropy(float* losses, bf16_t* logits, const int32_t* targets, int64_t n, int64_t v, int64_t stride,
+                   float grad_scale);
 
 // kernels/cpu/adamw.h on fp32 master weights p, moments m, v and gradient g; value (bf16, may be null) gets the
 // rounded new weights in the same pass.

@@ -40,9 +40,18 @@ class MpiComm final : public Comm {
   int size() const override { return size_; }
 
   void allreduce_sum(Tensor& t) override {
-    MSA_CHECK(t.device() == Device::cpu, "MPI allreduce takes host tensors");
     if (size_ == 1) return;
-    MPI_Allreduce(MPI_IN_PLACE, t.raw(), static_cast<int>(t.numel()), mpi_type(t.dtype()), MPI_SUM, comm_);
+    if (t.device() == Device::cpu) {
+      MPI_Allreduce(MPI_IN_PLACE, t.raw(), static_cast<int>(t.numel()), mpi_type(t.dtype()), MPI_SUM, comm_);
+      return;
+    }
+    // Host-staged path for device tensors: ranks that share one GPU cannot form an NCCL communicator.
+    if (staging_.numel() < t.numel() || staging_.dtype() != t.dtype())
+      staging_ = Tensor::empty({t.numel()}, t.dtype());
+    Tensor host = staging_.slice(0, t.numel()).view(t.shape());
+    host.copy_from(t);
+    MPI_Allreduce(MPI_IN_PLACE, host.raw(), static_cast<int>(t.numel()), mpi_type(t.dtype()), MPI_SUM, comm_);
+    t.copy_from(host);
   }
   void allreduce_sum(double* values, int64_t n) override {
     if (size_ == 1) return;
@@ -87,6 +96,7 @@ class MpiComm final : public Comm {
  private:
   MPI_Comm comm_;
   bool owned_;
+  Tensor staging_;  // host buffer for device tensors, grown to the largest one
   int rank_ = 0, size_ = 1;
 };
 

@@ -7,6 +7,7 @@
 
 #include "kernels/cuda/device_query.h"
 #include "kernels/cuda/memory.h"
+#include "kernels/cuda/op_profile.h"
 #include "kernels/cuda/runtime.h"
 #endif
 
@@ -36,6 +37,30 @@ std::string bind_gpu() {
 void synchronize(Device d) {
 #if MSATRAIN_HAVE_CUDA
   if (d == Device::cuda) cuda::synchronize();
+#endif
+}
+
+double device_memory_used_gib(Device d) {
+#if MSATRAIN_HAVE_CUDA
+  if (d == Device::cuda) {
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) return double(total_b - free_b) / double(1ull << 30);
+  }
+#endif
+  return 0.0;
+}
+
+void device_profile_reset() {
+#if MSATRAIN_HAVE_CUDA
+  cuda::profile_reset();
+#endif
+}
+
+std::string device_profile_report() {
+#if MSATRAIN_HAVE_CUDA
+  return cuda::profile_report();
+#else
+  return "";
 #endif
 }
 

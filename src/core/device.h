@@ -16,5 +16,10 @@ DType compute_dtype(Device d);
 std::string bind_gpu();
 // Waits for the GPU's queued work (timings); no-op on the CPU.
 void synchronize(Device d);
+// GPU memory in use on this process's device (all processes, as the driver reports it), in GiB; 0 on the CPU.
+double device_memory_used_gib(Device d);
+// The per-op GPU time table when MSATRAIN_PROFILE_OPS=1 (kernels/cuda/op_profile.h), else "".
+std::string device_profile_report();
+void device_profile_reset();
 
 }  // namespace msa

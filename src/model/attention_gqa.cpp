@@ -97,12 +97,12 @@ const Tensor& AttentionGQA::forward(const Tensor& x, const ops::BlockSelection& 
     Tensor qh = q_.view({n * hq_, d_}), kh = k_.view({n * hkv_, d_});
     ops::rmsnorm_forward(qh, q_rstd_, q_pre_.view({n * hq_, d_}), q_norm_.value, ctx_.cfg.norm_eps);
     ops::rmsnorm_forward(kh, k_rstd_, k_pre_.view({n * hkv_, d_}), k_norm_.value, ctx_.cfg.norm_eps);
-  } else {
-    ops::copy_columns(q2, 0, qkv_, 0, hq_ * d_);
-    ops::copy_columns(k2, 0, qkv_, hq_ * d_, hkv_ * d_);
+    ops::rope(q_, ctx_.rope_cos, ctx_.rope_sin, ctx_.rot_dims, false);
+    ops::rope(k_, ctx_.rope_cos, ctx_.rope_sin, ctx_.rot_dims, false);
+  } else {  // split and rotate in one pass
+    ops::copy_columns_rope(q2, 0, qkv_, 0, hq_ * d_, d_, ctx_.rope_cos, ctx_.rope_sin, ctx_.rot_dims, false);
+    ops::copy_columns_rope(k2, 0, qkv_, hq_ * d_, hkv_ * d_, d_, ctx_.rope_cos, ctx_.rope_sin, ctx_.rot_dims, false);
   }
-  ops::rope(q_, ctx_.rope_cos, ctx_.rope_sin, ctx_.rot_dims, false);
-  ops::rope(k_, ctx_.rope_cos, ctx_.rope_sin, ctx_.rot_dims, false);
   if (ctx_.cp) {  // context parallel: gather keys from the whole sequence
     ctx_.cp->gather_keys(k_all_, k_);
     ctx_.cp->gather_keys(v_all_, v_);
@@ -133,10 +133,10 @@ void AttentionGQA::backward(Tensor& dx, const Tensor& dout, const Tensor& x) {
     ctx_.cp->scatter_key_grads(ctx_.d_k, ctx_.d_k_all);
     ctx_.cp->scatter_key_grads(ctx_.d_v, ctx_.d_v_all);
   }
-  ops::rope(ctx_.d_q, ctx_.rope_cos, ctx_.rope_sin, ctx_.rot_dims, true);
-  ops::rope(ctx_.d_k, ctx_.rope_cos, ctx_.rope_sin, ctx_.rot_dims, true);
-  // Reassemble d(qkv) (N, (Hq + 2 Hkv) d), going back through the QK norm if there is one.
+  // Reassemble d(qkv) (N, (Hq + 2 Hkv) d), back through RoPE (R^T) and the QK norm if there is one.
   if (ctx_.cfg.qk_norm) {
+    ops::rope(ctx_.d_q, ctx_.rope_cos, ctx_.rope_sin, ctx_.rot_dims, true);
+    ops::rope(ctx_.d_k, ctx_.rope_cos, ctx_.rope_sin, ctx_.rot_dims, true);
     // rmsnorm backward accumulates into its dx: zero the (N*H, d) scratch, then copy it in.
     Tensor& dqp = ctx_.d_q_pre;
     Tensor& dkp = ctx_.d_k_pre;
@@ -148,9 +148,11 @@ void AttentionGQA::backward(Tensor& dx, const Tensor& dout, const Tensor& x) {
                           k_norm_.value, k_rstd_);
     ops::copy_columns(ctx_.d_qkv, 0, dqp.view({n, hq_ * d_}), 0, hq_ * d_);
     ops::copy_columns(ctx_.d_qkv, hq_ * d_, dkp.view({n, hkv_ * d_}), 0, hkv_ * d_);
-  } else {
-    ops::copy_columns(ctx_.d_qkv, 0, ctx_.d_q.view({n, hq_ * d_}), 0, hq_ * d_);
-    ops::copy_columns(ctx_.d_qkv, hq_ * d_, ctx_.d_k.view({n, hkv_ * d_}), 0, hkv_ * d_);
+  } else {  // rotate back and merge in one pass
+    ops::copy_columns_rope(ctx_.d_qkv, 0, ctx_.d_q.view({n, hq_ * d_}), 0, hq_ * d_, d_, ctx_.rope_cos,
+                           ctx_.rope_sin, ctx_.rot_dims, true);
+    ops::copy_columns_rope(ctx_.d_qkv, hq_ * d_, ctx_.d_k.view({n, hkv_ * d_}), 0, hkv_ * d_, d_, ctx_.rope_cos,
+                           ctx_.rope_sin, ctx_.rot_dims, true);
   }
   ops::copy_columns(ctx_.d_qkv, (hq_ + hkv_) * d_, ctx_.d_v.view({n, hkv_ * d_}), 0, hkv_ * d_);
   // qkv = x Wqkv^T:  dWqkv += dqkv^T x;  dx = dqkv Wqkv

@@ -1,5 +1,6 @@
 #include "model/transformer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "config/load.h"
@@ -11,7 +12,7 @@ namespace msa {
 Transformer::Transformer(const ModelConfig& cfg, const AttentionConfig& attn, DType dtype, Device device,
                          int64_t micro_batch, int64_t seq, ContextParallel* cp)
     : ctx_(cfg, attn, dtype, device, micro_batch, cp ? cp->local_len() : seq),
-      embed_("embed.weight", {cfg.vocab_size, cfg.d_model}, dtype, device, ParamKind::embedding),
+      embed_("embed.weight", {padded_vocab(cfg.vocab_size), cfg.d_model}, dtype, device, ParamKind::embedding),
       final_norm_("final_norm.weight", ctx_.rows(), cfg.d_model, cfg.norm_eps, dtype, device) {
   if (cp) {
     MSA_CHECK(cp->seq_len() == seq, "context parallel for sequences of " << cp->seq_len() << ", model of " << seq);
@@ -21,9 +22,10 @@ Transformer::Transformer(const ModelConfig& cfg, const AttentionConfig& attn, DT
   const std::vector<bool> dense = parse_layer_set(attn.dense_layers, cfg.n_layers);
   for (int64_t l = 0; l < cfg.n_layers; ++l)
     blocks_.push_back(std::make_unique<Block>(int(l), ctx_, attn.type == "msa" && !dense[size_t(l)]));
-  if (!cfg.tie_embeddings) head_ = Param("lm_head.weight", {cfg.vocab_size, cfg.d_model}, dtype, device, ParamKind::matrix);
+  if (!cfg.tie_embeddings)
+    head_ = Param("lm_head.weight", {padded_vocab(cfg.vocab_size), cfg.d_model}, dtype, device, ParamKind::matrix);
   x0_ = Tensor::zeros({n, cfg.d_model}, dtype, device);
-  logits_ = Tensor::zeros({n, cfg.vocab_size}, dtype, device);
+  logits_ = Tensor::zeros({n, padded_vocab(cfg.vocab_size)}, dtype, device);
   losses_ = Tensor::zeros({n}, ctx_.stat_dtype(), device);
   d_res_ = Tensor::zeros({n, cfg.d_model}, dtype, device);
 
@@ -45,6 +47,8 @@ void Transformer::init_weights(Rng& rng) {
     const double s = residual_out ? out_std : std_;
     std::vector<double> v(p->value.numel());
     for (double& x : v) x = s * rng.normal();
+    if (p == &embed_ || p == &head_)  // the padding rows beyond the vocabulary stay 0 (no token, no gradient)
+      std::fill(v.begin() + ctx_.cfg.vocab_size * ctx_.cfg.d_model, v.end(), 0.0);
     p->assign(v);
   }
 }
@@ -70,7 +74,7 @@ ForwardStats Transformer::forward(const Tensor& tokens, const Tensor& targets, c
   for (auto& b : blocks_) x = &b->forward(*x);
   const Tensor& h = final_norm_.forward(*x);
   ops::gemm(logits_, h, false, head_weight().value, true);  // (N, V) = h W^T
-  ops::cross_entropy(losses_, logits_, targets.view({n}), weights.lm);
+  ops::cross_entropy(losses_, logits_, targets.view({n}), weights.lm, ctx_.cfg.vocab_size);
   ForwardStats st;
   st.lm_loss_sum = ops::sum(losses_);
   st.objective = weights.lm * st.lm_loss_sum;

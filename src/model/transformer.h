@@ -23,6 +23,11 @@ struct ForwardStats {
   int64_t attended_pairs = 0;  // (query, KV group, key) triples the attention layers attended, summed over layers
 };
 
+// The embedding and LM head have this many rows: the vocabulary rounded up to a multiple of 64, so that the
+// (N, V) logits rows stay 128-byte aligned for the tensor-core GEMMs (GPT-2's 50257 -> 50304). The padding rows
+// are 0, never a token, and get no gradient; checkpoints store the padded tensors.
+inline int64_t padded_vocab(int64_t vocab) { return (vocab + 63) / 64 * 64; }
+
 class Transformer {
  public:
   // seq is the global sequence length. With cp (context parallel, see context_parallel.h) this rank holds
@@ -55,13 +60,13 @@ class Transformer {
 
  private:
   LayerContext ctx_;
-  Param embed_;                 // (V, C)
+  Param embed_;                 // (Vp, C), Vp = padded_vocab(V)
   std::vector<std::unique_ptr<Block>> blocks_;
   RMSNorm final_norm_;
-  Param head_;                  // (V, C) when not tied
+  Param head_;                  // (Vp, C) when not tied
   Tensor tokens_;               // (B, T) the micro-batch's inputs (handle)
   Tensor x0_;                   // (N, C) embeddings
-  Tensor logits_;               // (N, V); becomes dlogits when a gradient is prepared
+  Tensor logits_;               // (N, Vp) padded vocabulary; becomes dlogits when a gradient is prepared
   Tensor losses_;               // (N)
   Tensor d_res_;                // (N, C) residual-stream gradient
   ParamList params_;

@@ -1,6 +1,8 @@
 // The ops model code is written against. Each checks shapes, then dispatches on device and dtype to a kernel:
 // kernels/cpu (templated, float and double) or, when built, kernels/cuda. Model code never branches on device.
 #pragma once
+#include <vector>
+
 #include "core/tensor.h"
 
 namespace msa::ops {
@@ -60,9 +62,10 @@ void swiglu_backward(Tensor& dgu, const Tensor& dh, const Tensor& gu);
 void embedding_forward(Tensor& out, const Tensor& table, const Tensor& ids);
 void embedding_backward(Tensor& dtable, const Tensor& dout, const Tensor& ids);
 
-// losses (N) from logits (N, V) and targets (N, int32, < 0 = ignored); when grad_scale != 0 the logits are
-// replaced by the gradient of grad_scale * sum(losses).
-void cross_entropy(Tensor& losses, Tensor& logits, const Tensor& targets, double grad_scale);
+// losses (N) from logits (N, Vp) and targets (N, int32, < 0 = ignored); when grad_scale != 0 the logits are
+// replaced by the gradient of grad_scale * sum(losses). Columns from vocab on are padding (vocab <= 0: none):
+// left out of the softmax, gradient 0.
+void cross_entropy(Tensor& losses, Tensor& logits, const Tensor& targets, double grad_scale, int64_t vocab = 0);
 
 // dst[:, dst_col : dst_col + width] = src[:, src_col : src_col + width] for 2-D views (N, *) of the same N.
 void copy_columns(Tensor& dst, int64_t dst_col, const Tensor& src, int64_t src_col, int64_t width);
@@ -70,10 +73,19 @@ void copy_columns(Tensor& dst, int64_t dst_col, const Tensor& src, int64_t src_c
 // dst = src converted to dst's dtype (same numel and device), e.g. fp32 master weights into bf16 values.
 void convert(Tensor& dst, const Tensor& src);
 
+// dst[:, dst_col : dst_col + width] = RoPE(src[:, src_col : src_col + width]): the window is whole heads of
+// head_dim; each head's first rot_dims dims rotate by the tables cos, sin (T, rot_dims/2) of the row's token
+// (row n is token n % T); the transpose rotation when inverse. The q / k split of the QKV projection fused with
+// RoPE (forward), and its backward.
+void copy_columns_rope(Tensor& dst, int64_t dst_col, const Tensor& src, int64_t src_col, int64_t width,
+                       int64_t head_dim, const Tensor& cos, const Tensor& sin, int64_t rot_dims, bool inverse);
+
 // Elementwise helpers.
 void add_inplace(Tensor& y, const Tensor& x, double alpha = 1.0);  // y += alpha * x
 void scale_inplace(Tensor& y, double alpha);                      // y *= alpha
 double sum_squares(const Tensor& x);                               // in double
+// Sum of the squares of every tensor's elements (all on one device): one host round trip for all of them.
+double sum_squares(const std::vector<const Tensor*>& xs);
 double sum(const Tensor& x);
 bool all_finite(const Tensor& x);
 
@@ -83,6 +95,7 @@ struct AdamWHyper {
   int64_t step;       // 1-based
   double grad_scale;  // clip factor applied to g
 };
-void adamw_update(Tensor& p, Tensor& m, Tensor& v, const Tensor& g, const AdamWHyper& h);
+// value (optional, may be null): the compute copy of p (bf16 on the GPU), written from the new p in the same pass.
+void adamw_update(Tensor& p, Tensor& m, Tensor& v, const Tensor& g, const AdamWHyper& h, Tensor* value = nullptr);
 
 }  // namespace msa::ops

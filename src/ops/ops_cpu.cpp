@@ -229,15 +229,15 @@ void embedding_backward(Tensor& dtable, const Tensor& dout, const Tensor& ids) {
   });
 }
 
-void cross_entropy(Tensor& losses, Tensor& logits, const Tensor& targets, double grad_scale) {
-  const int64_t n = rows(logits), v = logits.dim(-1);
-  MSA_CHECK(losses.numel() == n && targets.numel() == n, "cross_entropy shapes");
-  ON_GPU(logits, gpu::cross_entropy(losses, logits, targets, grad_scale));
+void cross_entropy(Tensor& losses, Tensor& logits, const Tensor& targets, double grad_scale, int64_t vocab) {
+  const int64_t n = rows(logits), stride = logits.dim(-1), v = vocab > 0 ? vocab : stride;
+  MSA_CHECK(losses.numel() == n && targets.numel() == n && v <= stride, "cross_entropy shapes");
+  ON_GPU(logits, gpu::cross_entropy(losses, logits, targets, grad_scale, v));
   const int32_t* t = targets.data<int32_t>();
   for (int64_t i = 0; i < n; ++i) MSA_CHECK(t[i] < v, "target id " << t[i] << " outside the vocabulary of " << v);
   dispatch_float(logits, [&](auto tag) {
     using T = decltype(tag);
-    cpu::cross_entropy<T>(losses.data<T>(), logits.data<T>(), t, n, v, T(grad_scale));
+    cpu::cross_entropy<T>(losses.data<T>(), logits.data<T>(), t, n, v, stride, T(grad_scale));
   });
 }
 
@@ -250,6 +250,21 @@ void copy_columns(Tensor& dst, int64_t dst_col, const Tensor& src, int64_t src_c
   char* d = static_cast<char*>(dst.raw());
   const char* s = static_cast<const char*>(src.raw());
   for (int64_t i = 0; i < n; ++i) std::memcpy(d + (i * dw + dst_col) * es, s + (i * sw + src_col) * es, width * es);
+}
+
+void copy_columns_rope(Tensor& dst, int64_t dst_col, const Tensor& src, int64_t src_col, int64_t width,
+                       int64_t head_dim, const Tensor& cos, const Tensor& sin, int64_t rot_dims, bool inverse) {
+  const int64_t n = rows(dst), dw = dst.dim(-1), sw = src.dim(-1);
+  MSA_CHECK(rows(src) == n && dst_col + width <= dw && src_col + width <= sw && width % head_dim == 0 &&
+                rot_dims % 2 == 0 && rot_dims <= head_dim && cos.dim(-1) * 2 == rot_dims && n % cos.dim(0) == 0,
+            "copy_columns_rope shapes");
+  same_dtype(dst, src, "copy_columns_rope");
+  ON_GPU(dst, gpu::copy_columns_rope(dst, dst_col, src, src_col, width, head_dim, cos, sin, rot_dims, inverse));
+  dispatch_float(dst, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::rope_copy_columns<T>(dst.data<T>(), dw, dst_col, src.data<T>(), sw, src_col, n, width, head_dim,
+                              cos.data<T>(), sin.data<T>(), cos.dim(0), rot_dims, inverse);
+  });
 }
 
 void add_inplace(Tensor& y, const Tensor& x, double alpha) {
@@ -296,6 +311,14 @@ double sum(const Tensor& x) {
   return s;
 }
 
+double sum_squares(const std::vector<const Tensor*>& xs) {
+  if (xs.empty()) return 0.0;
+  ON_GPU(*xs[0], gpu::sum_squares(xs));
+  double s = 0;
+  for (const Tensor* x : xs) s += sum_squares(*x);
+  return s;
+}
+
 bool all_finite(const Tensor& x) {
   ON_GPU(x, gpu::all_finite(x));
   bool ok = true;
@@ -307,14 +330,16 @@ bool all_finite(const Tensor& x) {
   return ok;
 }
 
-void adamw_update(Tensor& p, Tensor& m, Tensor& v, const Tensor& g, const AdamWHyper& h) {
+void adamw_update(Tensor& p, Tensor& m, Tensor& v, const Tensor& g, const AdamWHyper& h, Tensor* value) {
   MSA_CHECK(p.numel() == m.numel() && p.numel() == v.numel() && p.numel() == g.numel(), "adamw shapes");
-  ON_GPU(p, gpu::adamw_update(p, m, v, g, h));
+  MSA_CHECK(!value || value->numel() == p.numel(), "adamw value shape");
+  ON_GPU(p, gpu::adamw_update(p, m, v, g, h, value));
   dispatch_float(p, [&](auto tag) {
     using T = decltype(tag);
     cpu::adamw_update<T>(p.data<T>(), m.data<T>(), v.data<T>(), g.data<T>(), p.numel(),
                          cpu::AdamWStep{h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, h.step, h.grad_scale});
   });
+  if (value && value->raw() != p.raw()) convert(*value, p);
 }
 
 void convert(Tensor& dst, const Tensor& src) {

@@ -19,14 +19,17 @@ void swiglu_forward(Tensor& h, const Tensor& gu);
 void swiglu_backward(Tensor& dgu, const Tensor& dh, const Tensor& gu);
 void embedding_forward(Tensor& out, const Tensor& table, const Tensor& ids);
 void embedding_backward(Tensor& dtable, const Tensor& dout, const Tensor& ids);
-void cross_entropy(Tensor& losses, Tensor& logits, const Tensor& targets, double grad_scale);
+void cross_entropy(Tensor& losses, Tensor& logits, const Tensor& targets, double grad_scale, int64_t vocab);
 void copy_columns(Tensor& dst, int64_t dst_col, const Tensor& src, int64_t src_col, int64_t width);
 void convert(Tensor& dst, const Tensor& src);
+void copy_columns_rope(Tensor& dst, int64_t dst_col, const Tensor& src, int64_t src_col, int64_t width,
+                       int64_t head_dim, const Tensor& cos, const Tensor& sin, int64_t rot_dims, bool inverse);
 void add_inplace(Tensor& y, const Tensor& x, double alpha);
 void scale_inplace(Tensor& y, double alpha);
 double sum_squares(const Tensor& x);
+double sum_squares(const std::vector<const Tensor*>& xs);
 double sum(const Tensor& x);
 bool all_finite(const Tensor& x);
-void adamw_update(Tensor& p, Tensor& m, Tensor& v, const Tensor& g, const AdamWHyper& h);
+void adamw_update(Tensor& p, Tensor& m, Tensor& v, const Tensor& g, const AdamWHyper& h, Tensor* value);
 
 }  // namespace msa::ops::gpu

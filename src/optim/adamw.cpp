@@ -22,16 +22,15 @@ void AdamW::step(double lr, const std::array<double, 2>& group_scale, const std:
     const double grad_scale = group_scale[g];
     const bool decays = p.kind == ParamKind::matrix || cfg_.decay_norms_and_embeddings;
     ops::AdamWHyper h{lr, cfg_.beta1, cfg_.beta2, cfg_.adam_eps, decays ? cfg_.weight_decay : 0.0, t_, grad_scale};
-    ops::adamw_update(p.master, m_[i], v_[i], p.grad, h);
-    p.sync_value();
+    ops::adamw_update(p.master, m_[i], v_[i], p.grad, h, &p.value);  // also refreshes the bf16 value on the GPU
   }
 }
 
 double global_grad_norm(const ParamList& params, ParamGroup group) {
-  double s = 0;
+  std::vector<const Tensor*> grads;
   for (const Param* p : params)
-    if (p->group == group) s += ops::sum_squares(p->grad);
-  return std::sqrt(s);
+    if (p->group == group) grads.push_back(&p->grad);
+  return std::sqrt(ops::sum_squares(grads));
 }
 
 }  // namespace msa

@@ -216,6 +216,7 @@ void Trainer::log_step(int64_t step, const StepStats& s, double tokens_per_s) {
     if (s.index_recall >= 0) j.add("index_recall", s.index_recall);
   }
   if (s.attn_imbalance >= 0) j.add("attn_imbalance", s.attn_imbalance);
+  if (cfg_.device == "cuda") j.add("gpu_mem_gib", device_memory_used_gib(Device::cuda));
   j.add("elapsed_s", elapsed);
   metrics_.write(j);
   std::string msa;
@@ -252,6 +253,7 @@ double Trainer::run() {
   StopSignals signals;  // SIGTERM/SIGINT: finish the step, save, return
   for (int64_t step = start_step_; step < cfg_.train.steps; ++step) {
     StepStats s = train_step(step);
+    if (step == start_step_) device_profile_reset();  // the op table covers the steady state only
     tokens_since_log += global_tokens_;
     const bool last = step + 1 == cfg_.train.steps;
     if ((step + 1) % cfg_.train.log_every == 0 || last || s.skipped) {
@@ -273,6 +275,8 @@ double Trainer::run() {
     }
     if (checkpoint_after_step(step + 1, signals, last_log)) break;
   }
+  const std::string profile = device_profile_report();
+  if (is_root() && !profile.empty()) std::printf("%s", profile.c_str());
   return val_loss;
 }
 

@@ -3,6 +3,7 @@
 //   forward  o: rel_error < 1e-2; lse: |err| < 1e-3 * max(1, |lse|), -inf exactly where a query sees no key
 //   backward dq, dk, dv: rel_error < 2e-2 each
 #include <algorithm>
+#include <cstdio>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -140,8 +141,9 @@ TEST_P(CudaAttention, ForwardAndBackwardMatchCpu) {
   EXPECT_LT(lse_err, 1e-3) << c.name();
   EXPECT_EQ(lse_bad, 0) << c.name() << ": queries that see no key must get lse = -inf";
   // A query that sees no key: output row exactly 0.
-  if (c.pos == Positions::kSomeBlind)
+  if (c.pos == Positions::kSomeBlind) {
     for (size_t i = 0; i < size_t(c.d); ++i) EXPECT_EQ(o_gpu[i], 0.f) << c.name();
+  }
 
   const double e_dq = rel_error(to_float(dq.download()), dq_ref);
   const double e_dk = rel_error(to_float(dk.download()), dk_ref);

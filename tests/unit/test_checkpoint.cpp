@@ -327,7 +327,8 @@ TEST(Checkpointer, RejectsACheckpointOfAnotherModel) {
   State w(wider, 1);
   std::string msg = error_of([&] { Checkpointer(run_config(dir, wider), comm).resume(path, w.tensors()); });
   EXPECT_EQ(msg, "checkpoint " + path +
-                     ": tensor params/embed.weight has shape (32, 16) in the file but (32, 24) in this model (this "
+                     // vocabulary 32 is stored padded to 64 rows (padded_vocab)
+                     ": tensor params/embed.weight has shape (64, 16) in the file but (64, 24) in this model (this "
                      "run's model config differs from the checkpoint's: model.d_model (16 -> 24))");
 
   ModelConfig deeper = tiny_model();

@@ -23,9 +23,16 @@ $B/test_attention 2>&1 | tee $OUT/tests.log | grep -E "^\[attention\]|FAILED|PAS
 MSA_ATTN_BWD_SPLIT=0 $B/test_attention 2>&1 | tee $OUT/tests_nosplit.log | grep -E "FAILED|PASSED|Failure|error"
 MSA_ATTN_BWD_SPLIT=1 MSA_ATTN_BWD_WARPS=4 $B/test_attention 2>&1 | tee $OUT/tests_w4.log | grep -E "FAILED|PASSED|Failure|error"
 MSA_ATTN_FWD_BN=32 $B/test_attention 2>&1 | tee $OUT/tests_bn32.log | grep -E "FAILED|PASSED|Failure|error"
+MSA_ATTN_FWD_FUSE=1 $B/test_attention 2>&1 | tee $OUT/tests_fuse.log | grep -E "FAILED|PASSED|Failure|error"
+for v in 0 1 7 13 21; do
+  MSA_ATTN_BWD_V=$v $B/test_attention 2>&1 | tee $OUT/tests_v$v.log | grep -E "FAILED|PASSED|Failure|error"
+done
 $B/bench_attention "$@" 2>&1 | tee $OUT/bench.log
-MSA_ATTN_FWD_BN=32 MSA_ATTN_BWD_WARPS=4 $B/bench_attention "$@" 2>&1 | sed 's/^ours/ours_bn32_w4/' | tee -a $OUT/bench.log
-MSA_ATTN_BWD_SPLIT=0 $B/bench_attention 2>&1 | sed 's/^ours/ours_nosplit/' | tee -a $OUT/bench.log
+# Variants (label: environment), same run: backward variants (see BwdCfg), 4-warp backward, forward BN 32.
+for var in bwd_v0:MSA_ATTN_BWD_V=0 bwd_v1:MSA_ATTN_BWD_V=1 bwd_v7:MSA_ATTN_BWD_V=7 bwd_v13:MSA_ATTN_BWD_V=13 bwd_v21:MSA_ATTN_BWD_V=21 bwd_w4:MSA_ATTN_BWD_WARPS=4 fwd_bn32:MSA_ATTN_FWD_BN=32 fwd_fuse:MSA_ATTN_FWD_FUSE=1 \
+           nosplit:MSA_ATTN_BWD_SPLIT=0; do
+  env ${var#*:} $B/bench_attention 2>&1 | sed "s/^ours/ours_${var%%:*}/" | tee -a $OUT/bench.log
+done
 PYTHONUNBUFFERED=1 python3 tools/bench_attention.py "$@" 2>&1 | tee -a $OUT/bench.log
 if [[ " $* " == *" --ncu "* ]]; then
   # The first 16K launch of each kernel (the 4K shape launches each kernel 46 / 23 times before it): duration,
@@ -41,4 +48,4 @@ if [[ " $* " == *" --ncu "* ]]; then
   done
 fi
 echo "=== table: impl B T Hq Hkv d fwd_ms fwd_TFLOPs fwdbwd_ms fwdbwd_TFLOPs ==="
-grep -E "^(ours|ours_bn32_w4|ours_nosplit|sdpa) " $OUT/bench.log
+grep -E "^(ours[a-z0-9_]*|sdpa) " $OUT/bench.log

@@ -34,6 +34,18 @@ class Comm {
   // send_counts[p] == rank p's recv_counts[q]): exchange them with alltoall first.
   virtual void alltoallv(const void* send, const std::vector<int64_t>& send_counts, void* recv,
                          const std::vector<int64_t>& recv_counts, DType dtype);
+  // Context parallel (model/context_parallel.h). Both take flat host tensors of one dtype; the defaults serve a
+  // one-rank communicator (a copy), so that test doubles need not implement them.
+  // recv (size * n) = every rank's send (n), in rank order.
+  virtual void allgather(const Tensor& send, Tensor& recv) {
+    MSA_CHECK(size() == 1 && recv.numel() == send.numel(), "allgather is not implemented by this communicator");
+    recv.copy_from(send);
+  }
+  // recv (n) = the sum over ranks of block `rank()` (elements [rank n, (rank+1) n)) of their send (size * n).
+  virtual void reduce_scatter_sum(const Tensor& send, Tensor& recv) {
+    MSA_CHECK(size() == 1 && recv.numel() == send.numel(), "reduce_scatter_sum is not implemented by this communicator");
+    recv.copy_from(send);
+  }
 };
 
 // The world communicator over MPI_COMM_WORLD. MPI must be initialised (see MpiSession).

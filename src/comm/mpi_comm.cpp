@@ -2,6 +2,7 @@
 #include <mpi.h>
 
 #include <limits>
+#include <cstdint>
 #include <vector>
 
 #include "comm/comm.h"
@@ -17,6 +18,12 @@ MPI_Datatype mpi_type(DType t) {
     default: MSA_CHECK(false, "no MPI type for " << dtype_name(t));
   }
   return MPI_DATATYPE_NULL;
+}
+
+// MPI counts are int: larger messages need chunking, which no caller needs yet.
+int count(int64_t n) {
+  MSA_CHECK(n <= INT32_MAX, "MPI message of " << n << " elements exceeds the int count");
+  return static_cast<int>(n);
 }
 
 class MpiComm final : public Comm {
@@ -92,6 +99,20 @@ class MpiComm final : public Comm {
   [[noreturn]] void abort(int code) override {
     MPI_Abort(MPI_COMM_WORLD, code);
     std::abort();  // MPI_Abort does not return; keep the compiler and the contract honest
+  }
+  void allgather(const Tensor& send, Tensor& recv) override {
+    MSA_CHECK(send.device() == Device::cpu && recv.device() == Device::cpu && send.dtype() == recv.dtype() &&
+                  recv.numel() == send.numel() * size_,
+              "allgather of " << send.numel() << " elements into " << recv.numel() << " over " << size_ << " ranks");
+    MPI_Allgather(send.raw(), count(send.numel()), mpi_type(send.dtype()), recv.raw(), count(send.numel()),
+                  mpi_type(recv.dtype()), comm_);
+  }
+  void reduce_scatter_sum(const Tensor& send, Tensor& recv) override {
+    MSA_CHECK(send.device() == Device::cpu && recv.device() == Device::cpu && send.dtype() == recv.dtype() &&
+                  send.numel() == recv.numel() * size_,
+              "reduce_scatter of " << send.numel() << " elements into " << recv.numel() << " over " << size_
+                                   << " ranks");
+    MPI_Reduce_scatter_block(send.raw(), recv.raw(), count(recv.numel()), mpi_type(send.dtype()), MPI_SUM, comm_);
   }
 
  private:

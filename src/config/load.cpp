@@ -225,8 +225,10 @@ void check_cross_fields(const LoadState& s) {
   if (c.device == "cuda" && c.model.ffn == "moe")
     fail_keys(s, {"device", "model.ffn"},
               "model.ffn 'moe' has no GPU kernels yet: use device 'cpu' or model.ffn 'dense'");
-  if (c.parallel.cp != 1)
-    fail_keys(s, {"parallel.cp"}, "parallel.cp > 1 (context parallel) is not supported by this build yet");
+  if (c.device == "cuda" && c.parallel.cp != 1)
+    fail_keys(s, {"device", "parallel.cp"},
+              "parallel.cp > 1 (context parallel) runs on device 'cpu' only in this build: its GPU (NCCL) path is not "
+              "written yet");
   const AttentionConfig& a = c.attention;
   if (a.sink_blocks + (a.force_local ? 1 : 0) > a.topk_blocks)
     fail_keys(s, {"attention.sink_blocks", "attention.force_local", "attention.topk_blocks"},
@@ -309,6 +311,12 @@ void validate_layout(const RunConfig& c, int world_size) {
   // Context parallel cuts each sequence into 2*cp chunks (balanced causal work).
   MSA_USER_CHECK(p.cp == 1 || c.model.seq_len % (2 * p.cp) == 0,
                  "model.seq_len (" << c.model.seq_len << ") must be a multiple of 2 x parallel.cp = " << 2 * p.cp);
+  // MSA selects whole blocks: each chunk must hold whole attention blocks.
+  const int64_t chunk = c.model.seq_len / (2 * p.cp), block = c.attention.block_size;
+  MSA_USER_CHECK(p.cp == 1 || c.attention.type != "msa" || chunk % block == 0,
+                 "model.seq_len (" << c.model.seq_len << ") / (2 x parallel.cp = " << 2 * p.cp << ") = " << chunk
+                                   << " tokens per context-parallel chunk, not a multiple of attention.block_size ("
+                                   << block << "); MSA needs chunks of whole blocks");
 }
 
 std::string to_yaml(const RunConfig& c) {

@@ -1,9 +1,46 @@
 #include "model/attention_gqa.h"
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
+#include "model/context_parallel.h"
 
 namespace msa {
+
+namespace {
+
+// Keys with position in [lo, hi] among sorted key positions.
+int64_t keys_between(const std::vector<int32_t>& sorted, int64_t lo, int64_t hi) {
+  if (hi < lo) return 0;
+  return std::upper_bound(sorted.begin(), sorted.end(), hi) - std::lower_bound(sorted.begin(), sorted.end(), lo);
+}
+
+// (query, group, key) triples visible under causal masking and, when given, the block selection.
+int64_t count_attended(const Tensor& qpos, const Tensor& kpos, const ops::BlockSelection& selection, int64_t batch,
+                       int64_t hkv) {
+  std::vector<int32_t> keys(kpos.data<int32_t>(), kpos.data<int32_t>() + kpos.numel());
+  std::sort(keys.begin(), keys.end());
+  const int32_t* qp = qpos.data<int32_t>();
+  const int64_t tq = qpos.numel();
+  int64_t pairs = 0;
+  if (!selection.sel) {
+    for (int64_t i = 0; i < tq; ++i) pairs += keys_between(keys, 0, qp[i]);
+    return pairs * batch * hkv;
+  }
+  const Tensor& sel = *selection.sel;  // (B, Hkv, Tq, k)
+  const int64_t topk = sel.dim(3), bs = selection.block_size;
+  const int32_t* s = sel.data<int32_t>();
+  for (int64_t row = 0; row < batch * hkv * tq; ++row) {
+    const int64_t i = row % tq;
+    for (int64_t c = 0; c < topk; ++c)
+      if (const int64_t blk = s[row * topk + c]; blk >= 0)
+        pairs += keys_between(keys, blk * bs, std::min<int64_t>((blk + 1) * bs - 1, qp[i]));
+  }
+  return pairs;
+}
+
+}  // namespace
 
 AttentionGQA::AttentionGQA(const std::string& prefix, LayerContext& ctx)
     : ctx_(ctx), hq_(ctx.cfg.n_heads), hkv_(ctx.cfg.n_kv_heads), d_(ctx.cfg.head_dim) {
@@ -26,6 +63,10 @@ AttentionGQA::AttentionGQA(const std::string& prefix, LayerContext& ctx)
   q_ = Tensor::zeros({b, t, hq_, d_}, dt, dev);
   k_ = Tensor::zeros({b, t, hkv_, d_}, dt, dev);
   v_ = Tensor::zeros({b, t, hkv_, d_}, dt, dev);
+  if (ctx.cp) {
+    k_all_ = Tensor::zeros({b, ctx.key_seq, hkv_, d_}, dt, dev);
+    v_all_ = Tensor::zeros({b, ctx.key_seq, hkv_, d_}, dt, dev);
+  }
   o_ = Tensor::zeros({b, t, hq_, d_}, dt, dev);
   lse_ = Tensor::zeros({b, hq_, t}, ctx.stat_dtype(), dev);
   out_ = Tensor::zeros({n, c}, dt, dev);
@@ -62,7 +103,15 @@ const Tensor& AttentionGQA::forward(const Tensor& x, const ops::BlockSelection& 
     ops::copy_columns_rope(q2, 0, qkv_, 0, hq_ * d_, d_, ctx_.rope_cos, ctx_.rope_sin, ctx_.rot_dims, false);
     ops::copy_columns_rope(k2, 0, qkv_, hq_ * d_, hkv_ * d_, d_, ctx_.rope_cos, ctx_.rope_sin, ctx_.rot_dims, false);
   }
-  ops::attention_forward(o_, lse_, q_, k_, v_, ctx_.positions, ctx_.positions, scale(), selection_);
+  if (ctx_.cp) {  // context parallel: gather keys from the whole sequence
+    ctx_.cp->gather_keys(k_all_, k_);
+    ctx_.cp->gather_keys(v_all_, v_);
+  }
+  const Tensor& keys = ctx_.cp ? k_all_ : k_;
+  const Tensor& values = ctx_.cp ? v_all_ : v_;
+  ops::attention_forward(o_, lse_, q_, keys, values, ctx_.positions, ctx_.key_positions, scale(), selection_);
+  // Measured under context parallel only (host tensors; the metric is attn_imbalance across the cp ranks).
+  if (ctx_.cp) attended_pairs_ = count_attended(ctx_.positions, ctx_.key_positions, selection_, ctx_.batch, hkv_);
   ops::gemm(out_, o_.view({n, hq_ * d_}), false, wo_.value, true);
   return out_;
 }
@@ -74,8 +123,16 @@ void AttentionGQA::backward(Tensor& dx, const Tensor& dout, const Tensor& x) {
   ops::gemm(ctx_.d_attn, dout, false, wo_.value, false);
   ops::gemm(wo_.grad, dout, true, o2, false, 1.0, 1.0);
   Tensor d_o = ctx_.d_attn.view(o_.shape());
-  ops::attention_backward(ctx_.d_q, ctx_.d_k, ctx_.d_v, d_o, o_, lse_, q_, k_, v_, ctx_.positions, ctx_.positions,
-                          scale(), selection_);
+  // With cp, gradients for every key of the sequence, then summed into the rows of the ranks that own them
+  // (scatter key grads).
+  Tensor& dk = ctx_.cp ? ctx_.d_k_all : ctx_.d_k;
+  Tensor& dv = ctx_.cp ? ctx_.d_v_all : ctx_.d_v;
+  ops::attention_backward(ctx_.d_q, dk, dv, d_o, o_, lse_, q_, k(), ctx_.cp ? v_all_ : v_, ctx_.positions,
+                          ctx_.key_positions, scale(), selection_);
+  if (ctx_.cp) {
+    ctx_.cp->scatter_key_grads(ctx_.d_k, ctx_.d_k_all);
+    ctx_.cp->scatter_key_grads(ctx_.d_v, ctx_.d_v_all);
+  }
   // Reassemble d(qkv) (N, (Hq + 2 Hkv) d), back through RoPE (R^T) and the QK norm if there is one.
   if (ctx_.cfg.qk_norm) {
     ops::rope(ctx_.d_q, ctx_.rope_cos, ctx_.rope_sin, ctx_.rot_dims, true);

@@ -20,9 +20,12 @@ class AttentionGQA : public AttentionLayer {
 
   // As attended by the last forward, for the MSA KL teacher.
   const Tensor& q() const { return q_; }      // (B, T, Hq, d)
-  const Tensor& k() const { return k_; }      // (B, T, Hkv, d)
+  const Tensor& k() const { return ctx_.cp ? k_all_ : k_; }  // (B, key_seq, Hkv, d): with cp, every rank's keys
   const Tensor& lse() const { return lse_; }  // (B, Hq, T)
   double scale() const;
+  // (query, KV group, key) triples the last forward attended (spec §7's E, times Hkv): the work that context
+  // parallel spreads over its ranks. Counted only under context parallel (0 otherwise).
+  int64_t attended_pairs() const override { return attended_pairs_; }
 
  private:
   LayerContext& ctx_;
@@ -34,11 +37,13 @@ class AttentionGQA : public AttentionLayer {
   Tensor qkv_;    // (N, (Hq + 2 Hkv) d) projection output
   Tensor q_pre_, k_pre_;      // (B, T, H, d) before the QK norm (kept for its backward)
   Tensor q_rstd_, k_rstd_;    // (N * H)
-  Tensor q_, k_, v_;          // (B, T, H, d) as attended
+  Tensor q_, k_, v_;          // (B, T, H, d) of the local tokens
+  Tensor k_all_, v_all_;      // (B, key_seq, Hkv, d) with cp: the whole sequence's keys, gathered (kept for backward)
   Tensor o_;                  // (B, T, Hq, d)
   Tensor lse_;                // (B, Hq, T)
   Tensor out_;                // (N, C)
   ops::BlockSelection selection_;  // of the last forward
+  int64_t attended_pairs_ = 0;
 };
 
 }  // namespace msa

@@ -22,6 +22,8 @@ class AttentionLayer {
   virtual void backward(Tensor& dx, const Tensor& dout, const Tensor& x) = 0;  // dx (N, C) written
   virtual void collect(ParamList& ps) = 0;
   virtual MsaLayerStats msa_stats() const { return {}; }
+  // (query, KV group, key) triples the last forward's Main Branch attended (the work context parallel balances).
+  virtual int64_t attended_pairs() const = 0;
 };
 
 }  // namespace msa

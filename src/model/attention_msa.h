@@ -22,6 +22,7 @@ class AttentionMSA : public AttentionLayer {
   void backward(Tensor& dx, const Tensor& dout, const Tensor& x) override;
   void collect(ParamList& ps) override;
   MsaLayerStats msa_stats() const override { return stats_; }
+  int64_t attended_pairs() const override { return main_.attended_pairs(); }
   const Tensor& selection() const { return sel_; }  // (B, Hkv, T, k)
   // The two branches, for reading the last forward's intermediate tensors (msatrain op msa writes them).
   const AttentionGQA& main_branch() const { return main_; }
@@ -32,6 +33,8 @@ class AttentionMSA : public AttentionLayer {
   AttentionGQA main_;
   IndexBranch index_;
   Tensor sel_;  // (B, Hkv, T, k) int32
+  Tensor ki_all_;   // (B, key_seq, dI) with cp: the whole sequence's index keys, gathered
+  Tensor dki_all_;  // (B, key_seq, dI) with cp: this rank's KL gradient of every index key, before the scatter
   MsaLayerStats stats_;
   double kl_grad_coef_ = 0;  // kl_coef * weights.kl / Hkv of the last forward
   ops::MsaIndexParams index_params() const;

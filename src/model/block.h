@@ -21,6 +21,7 @@ class Block {
   const Tensor& out() const { return out_; }
   MsaLayerStats msa_stats() const { return attn_->msa_stats(); }
   MoeLayerStats moe_stats() const { return ffn_->moe_stats(); }
+  int64_t attended_pairs() const { return attn_->attended_pairs(); }
 
  private:
   LayerContext& ctx_;

@@ -4,6 +4,7 @@
 #include <numeric>
 
 #include "config/load.h"
+#include "model/context_parallel.h"
 
 namespace msa {
 
@@ -29,7 +30,7 @@ void rope_tables(Tensor& cos_t, Tensor& sin_t, const std::vector<int32_t>& pos, 
 }  // namespace
 
 LayerContext::LayerContext(const ModelConfig& c, const AttentionConfig& a, DType dt, Device dev, int64_t b, int64_t t)
-    : cfg(c), attn(a), dtype(dt), device(dev), batch(b), seq(t) {
+    : cfg(c), attn(a), dtype(dt), device(dev), batch(b), seq(t), key_seq(t) {
   rot_dims = rotary_dims(c);
   index_rot_dims = std::llround(c.rotary_fraction * double(a.index_head_dim));
   const int64_t n = rows(), qkv = (c.n_heads + 2 * c.n_kv_heads) * c.head_dim;
@@ -55,6 +56,21 @@ void LayerContext::set_positions(const std::vector<int32_t>& pos) {
   positions.from_vector(p);
   rope_tables(rope_cos, rope_sin, pos, rot_dims, cfg.rope_theta, stat_dtype(), device);
   rope_tables(index_rope_cos, index_rope_sin, pos, index_rot_dims, cfg.rope_theta, stat_dtype(), device);
+  if (!cp) key_positions = positions;
+}
+
+void LayerContext::use_context_parallel(ContextParallel& c) {
+  MSA_CHECK(c.local_len() == seq, "context parallel over " << c.size() << " ranks holds " << c.local_len()
+                                                           << " tokens per rank, the layers were sized for " << seq);
+  cp = &c;
+  key_seq = c.seq_len();
+  set_positions(c.local_positions());
+  std::vector<double> all(static_cast<size_t>(key_seq));
+  for (int64_t j = 0; j < key_seq; ++j) all[size_t(j)] = double(j);
+  key_positions = Tensor::empty({key_seq}, DType::i32, device);
+  key_positions.from_vector(all);
+  d_k_all = Tensor::zeros({batch, key_seq, cfg.n_kv_heads, cfg.head_dim}, dtype, device);
+  d_v_all = Tensor::zeros({batch, key_seq, cfg.n_kv_heads, cfg.head_dim}, dtype, device);
 }
 
 }  // namespace msa

@@ -7,6 +7,7 @@
 namespace msa {
 
 class Comm;
+class ContextParallel;
 
 enum class MsaPhase { warmup, sparse };  // spec §5: dense Main Branch while the indexer warms up, then sparse
 
@@ -31,11 +32,16 @@ struct LayerContext {
   int64_t batch = 1;    // B sequences per micro-batch
   int64_t seq = 1;      // T tokens per sequence held by this rank
   int64_t rows() const { return batch * seq; }  // N = B * T
+  // Context parallel (context_parallel.h): null on one rank per sequence. With it, attention reads the keys of
+  // the whole sequence: key_seq = the global sequence length, else key_seq = seq.
+  ContextParallel* cp = nullptr;
+  int64_t key_seq = 1;
   // Statistics (norm rstd, softmax lse, losses) and RoPE tables: fp32 when activations are bf16.
   DType stat_dtype() const { return dtype == DType::bf16 ? DType::f32 : dtype; }
   int64_t rot_dims = 0;  // RoPE-rotated dims per head (even)
 
-  Tensor positions;  // (T) int32 global positions of the local tokens
+  Tensor positions;      // (T) int32 global positions of the local tokens
+  Tensor key_positions;  // (key_seq) int32 global positions of the keys attention reads (= positions without cp)
   Tensor rope_cos;   // (T, rot_dims/2)
   Tensor rope_sin;   // (T, rot_dims/2)
   int64_t index_rot_dims = 0;  // for the MSA index heads (dim attention.index_head_dim)
@@ -49,6 +55,8 @@ struct LayerContext {
   Tensor d_q;     // (B, T, Hq, d)
   Tensor d_k;     // (B, T, Hkv, d)
   Tensor d_v;     // (B, T, Hkv, d)
+  Tensor d_k_all; // (B, key_seq, Hkv, d) with cp: this rank's partial gradients of every key, before the scatter
+  Tensor d_v_all; // (B, key_seq, Hkv, d)
   Tensor d_q_pre; // (N * Hq, d) gradient before the QK norm
   Tensor d_k_pre; // (N * Hkv, d)
   Tensor d_h;     // (N, F)
@@ -57,8 +65,12 @@ struct LayerContext {
   LayerContext(const ModelConfig& c, DType dt, Device dev, int64_t b, int64_t t)
       : LayerContext(c, AttentionConfig{}, dt, dev, b, t) {}
   LayerContext(const ModelConfig& c, const AttentionConfig& a, DType dt, Device dev, int64_t b, int64_t t);
-  // Recompute positions and RoPE tables for tokens at global positions first, first+1, ...
+  // Recompute positions and RoPE tables for the local tokens at these global positions (without cp, the keys
+  // are the local tokens and key_positions follows).
   void set_positions(const std::vector<int32_t>& pos);
+  // Splits the sequence over cp's ranks: seq must be cp.local_len(); positions become this rank's chunks and
+  // the keys the whole sequence. Call before the layers are built (they size their key buffers by key_seq).
+  void use_context_parallel(ContextParallel& cp);
 };
 
 }  // namespace msa

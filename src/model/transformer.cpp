@@ -4,15 +4,20 @@
 #include <cmath>
 
 #include "config/load.h"
+#include "model/context_parallel.h"
 #include "ops/ops.h"
 
 namespace msa {
 
 Transformer::Transformer(const ModelConfig& cfg, const AttentionConfig& attn, const MoeConfig& moe, DType dtype,
-                         Device device, int64_t micro_batch, int64_t seq, Comm* ep_comm)
-    : ctx_(cfg, attn, dtype, device, micro_batch, seq),
+                         Device device, int64_t micro_batch, int64_t seq, Comm* ep_comm, ContextParallel* cp)
+    : ctx_(cfg, attn, dtype, device, micro_batch, cp ? cp->local_len() : seq),
       embed_("embed.weight", {padded_vocab(cfg.vocab_size), cfg.d_model}, dtype, device, ParamKind::embedding),
-      final_norm_("final_norm.weight", micro_batch * seq, cfg.d_model, cfg.norm_eps, dtype, device) {
+      final_norm_("final_norm.weight", ctx_.rows(), cfg.d_model, cfg.norm_eps, dtype, device) {
+  if (cp) {
+    MSA_CHECK(cp->seq_len() == seq, "context parallel for sequences of " << cp->seq_len() << ", model of " << seq);
+    ctx_.use_context_parallel(*cp);  // before the blocks: they size their key buffers by it
+  }
   const int64_t n = ctx_.rows();
   ctx_.moe = moe;
   ctx_.ep_comm = ep_comm;
@@ -89,6 +94,7 @@ ForwardStats Transformer::forward(const Tensor& tokens, const Tensor& targets, c
   st.lm_loss_sum = ops::sum(losses_);
   st.objective = weights.lm * st.lm_loss_sum;
   for (auto& b : blocks_) {
+    st.attended_pairs += b->attended_pairs();
     const MsaLayerStats m = b->msa_stats();
     if (m.rows == 0) continue;
     ++st.msa_layers;

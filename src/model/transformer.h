@@ -21,6 +21,7 @@ struct ForwardStats {
   MsaLayerStats msa;       // summed over MSA layers (rows counts every layer's rows)
   int64_t msa_layers = 0;
   std::vector<MoeLayerStats> moe;  // one per MoE layer, in layer order
+  int64_t attended_pairs = 0;  // (query, KV group, key) triples the attention layers attended, summed over layers
 };
 
 // The embedding and LM head have this many rows: the vocabulary rounded up to a multiple of 64, so that the
@@ -31,11 +32,13 @@ inline int64_t padded_vocab(int64_t vocab) { return (vocab + 63) / 64 * 64; }
 class Transformer {
  public:
   // MoE layers (model.ffn = moe) split their routed experts over ep_comm (nullptr: this rank holds them all).
+  // seq is the global sequence length. With cp (context parallel, see context_parallel.h) this rank holds
+  // cp->local_len() tokens of each sequence at cp->local_positions(), and forward() takes those tokens.
   Transformer(const ModelConfig& cfg, const AttentionConfig& attn, const MoeConfig& moe, DType dtype, Device device,
-              int64_t micro_batch, int64_t seq, Comm* ep_comm = nullptr);
+              int64_t micro_batch, int64_t seq, Comm* ep_comm = nullptr, ContextParallel* cp = nullptr);
   Transformer(const ModelConfig& cfg, const AttentionConfig& attn, DType dtype, Device device, int64_t micro_batch,
-              int64_t seq)
-      : Transformer(cfg, attn, MoeConfig{}, dtype, device, micro_batch, seq) {}
+              int64_t seq, ContextParallel* cp = nullptr)
+      : Transformer(cfg, attn, MoeConfig{}, dtype, device, micro_batch, seq, nullptr, cp) {}
   Transformer(const ModelConfig& cfg, DType dtype, Device device, int64_t micro_batch, int64_t seq)
       : Transformer(cfg, AttentionConfig{}, dtype, device, micro_batch, seq) {}
 
@@ -45,7 +48,7 @@ class Transformer {
   // rank holds it (expert parallel) and the other weights do not depend on the experts held.
   void init_weights(Rng& rng);
 
-  // tokens, targets (B, T) int32; targets < 0 are ignored. weights (non-zero) prepare backward() for the loss
+  // tokens, targets (B, T) int32 (T = the local tokens with cp); targets < 0 are ignored. weights (non-zero) prepare backward() for the loss
   // weights.lm * sum(LM losses) + MSA KL terms (e.g. weights = 1 / global token count).
   ForwardStats forward(const Tensor& tokens, const Tensor& targets, const LossWeights& weights);
   // Dense-only shorthand: the summed LM loss, gradient weight grad_scale.

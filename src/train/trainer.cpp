@@ -83,14 +83,21 @@ Trainer::Trainer(const RunConfig& cfg, Comm& world, const std::string& resume)
     const std::string gpu = bind_gpu();
     if (is_root()) std::printf("msatrain: rank 0 on %s\n", gpu.c_str());
   }
+  if (grid_.cp_size() > 1) {
+    cp_ = std::make_unique<ContextParallel>(grid_.cp(), m.seq_len);
+    positions_ = cp_->local_positions();
+  } else {
+    positions_ = cp_local_positions(m.seq_len, 1, 0);  // the whole sequence
+  }
   Comm* ep_comm = m.ffn == "moe" ? &grid_.ep() : nullptr;  // MoE layers exchange tokens over the ep group
   model_ = std::make_unique<Transformer>(m, cfg_.attention, cfg_.moe, compute_dtype(device), device, t.micro_batch,
-                                         m.seq_len, ep_comm);
+                                         m.seq_len, ep_comm, cp_.get());
   Rng init_rng(static_cast<uint64_t>(cfg_.run.seed));
   model_->init_weights(init_rng);
   optim_ = std::make_unique<AdamW>(model_->params(), t);
-  tokens_ = Tensor::zeros({t.micro_batch, m.seq_len}, DType::i32);
-  targets_ = Tensor::zeros({t.micro_batch, m.seq_len}, DType::i32);
+  const int64_t local = int64_t(positions_.size());
+  tokens_ = Tensor::zeros({t.micro_batch, local}, DType::i32);
+  targets_ = Tensor::zeros({t.micro_batch, local}, DType::i32);
   tokens_dev_ = device == Device::cpu ? tokens_ : Tensor::zeros(tokens_.shape(), DType::i32, device);
   targets_dev_ = device == Device::cpu ? targets_ : Tensor::zeros(targets_.shape(), DType::i32, device);
   fault_nan_steps_ = parse_fault_steps();
@@ -128,13 +135,15 @@ StepStats Trainer::train_step(int64_t step) {
   // Every token of the global batch weighs 1/global_tokens, whatever rank or micro-batch holds it.
   const double w = 1.0 / double(global_tokens_);
   const LossWeights weights{w, w, w};
-  const int64_t first = step * seqs_per_rank_ * cfg_.parallel.dp + grid_.dp().rank() * seqs_per_rank_;
+  // The cp ranks of one dp slice load the same samples, each its own tokens of them.
+  const int64_t first = step * seqs_per_rank_ * cfg_.parallel.dp + grid_.dp_index() * seqs_per_rank_;
   // sums: objective, lm loss, kl sum, kl rows, recall sum, recall rows, selected share sum
   double sums[7] = {0, 0, 0, 0, 0, 0, 0};
   // MoE: aux sum, z sum, dropped, assignments, then per MoE layer the tokens routed to each expert.
   std::vector<double> moe_sums;
+  int64_t attended = 0;
   for (int64_t mb = 0; mb < micro_steps_; ++mb) {
-    sampler_->load(first + mb * cfg_.train.micro_batch, tokens_, targets_);
+    sampler_->load(first + mb * cfg_.train.micro_batch, tokens_, targets_, positions_);
     upload_batch();
     model_->set_measure_recall(recall_step && mb == 0);  // recall on a sample: the first micro-batch
     const ForwardStats f = model_->forward(tokens_dev_, targets_dev_, weights);
@@ -151,6 +160,7 @@ StepStats Trainer::train_step(int64_t step) {
       moe_sums[0] += m.aux_sum, moe_sums[1] += m.z_sum, moe_sums[2] += m.dropped, moe_sums[3] += m.assignments;
       for (size_t e = 0; e < m.routed.size(); ++e) moe_sums[4 + l * m.routed.size() + e] += m.routed[e];
     }
+    attended += f.attended_pairs;
   }
   if (fault_fail_rank_ == world_.rank() && fault_fail_step_ == step)
     MSA_CHECK(false, "injected failure on rank " << fault_fail_rank_ << " at step " << step + 1
@@ -162,13 +172,20 @@ StepStats Trainer::train_step(int64_t step) {
     Tensor first_grad = model_->params()[0]->grad.view({model_->params()[0]->grad.numel()}).slice(0, 1);
     first_grad.copy_from(nan);
   }
-  // Sum the already-scaled gradients and the statistics over the world; an expert's gradient over the ranks
-  // holding that expert (each has the gradient of the tokens its ep group routed to it).
+  // Sum the already-scaled gradients and the statistics over every rank (the dp slices and, within each, the cp
+  // ranks that hold different tokens of the same sequences: dp x cp = the world); an expert's gradient over the
+  // ranks holding that expert (each has the gradient of the tokens its ep group routed to it).
   for (Param* p : model_->params()) (p->expert >= 0 ? grid_.ep_dp() : world_).allreduce_sum(p->grad);
   world_.allreduce_sum(sums, 7);
   if (!moe_sums.empty()) {
     world_.allreduce_sum(moe_sums.data(), int64_t(moe_sums.size()));
     set_moe_stats(s, moe_sums, cfg_.moe.n_experts, global_tokens_);
+  }
+  if (cp_) {  // how evenly context parallel spread the attention work (see docs/context_parallel.md)
+    const double mine = double(attended), most = world_.allreduce_max(mine);
+    double total = mine;
+    world_.allreduce_sum(&total, 1);
+    s.attn_imbalance = total > 0 ? most / (total / double(world_.size())) : 1.0;
   }
   s.loss = sums[0];
   s.lm_loss = sums[1] / double(global_tokens_);
@@ -210,22 +227,23 @@ std::array<double, 2> Trainer::grad_norms() {
 }
 
 double Trainer::evaluate() {
-  const int64_t count = val_windows_->count(), b = cfg_.train.micro_batch, ranks = grid_.dp().size();
-  const int64_t per_rank = (count + ranks - 1) / ranks;
-  const int64_t begin = std::min(count, grid_.dp().rank() * per_rank), end = std::min(count, begin + per_rank);
+  // Windows are split over the dp slices; the cp ranks of a slice evaluate their tokens of the same windows.
+  const int64_t count = val_windows_->count(), b = cfg_.train.micro_batch, ranks = grid_.dp_size();
+  const int64_t per_rank = (count + ranks - 1) / ranks, local = tokens_.dim(1);
+  const int64_t begin = std::min(count, grid_.dp_index() * per_rank), end = std::min(count, begin + per_rank);
   double sums[2] = {0, 0};  // loss sum, token count
   // Every rank runs the same number of forwards (MoE layers exchange tokens over the ep group): a rank whose
   // range is shorter runs padding windows with every target ignored.
   for (int64_t w = begin; w < begin + per_rank; w += b) {
-    val_windows_->load(w, tokens_, targets_);
+    val_windows_->load(w, tokens_, targets_, positions_);
     // Rows beyond this rank's range belong to the next rank: ignore their targets.
     for (int64_t r = 0; r < b; ++r)
-      if (w + r >= end) std::fill_n(targets_.data<int32_t>() + r * cfg_.model.seq_len, cfg_.model.seq_len, -1);
+      if (w + r >= end) std::fill_n(targets_.data<int32_t>() + r * local, local, -1);
     upload_batch();
     sums[0] += model_->forward(tokens_dev_, targets_dev_, LossWeights{}).lm_loss_sum;
     for (int64_t i = 0; i < targets_.numel(); ++i) sums[1] += targets_.data<int32_t>()[i] >= 0;
   }
-  grid_.dp().allreduce_sum(sums, 2);
+  world_.allreduce_sum(sums, 2);
   return sums[0] / std::max(sums[1], 1.0);
 }
 
@@ -247,6 +265,7 @@ void Trainer::log_step(int64_t step, const StepStats& s, double tokens_per_s) {
     j.add("aux_loss", s.aux_loss).add("z_loss", s.z_loss).add("dropped_token_share", s.dropped_share);
     j.add("expert_load_max_over_mean", s.load_max_over_mean);
   }
+  if (s.attn_imbalance >= 0) j.add("attn_imbalance", s.attn_imbalance);
   if (cfg_.device == "cuda") j.add("gpu_mem_gib", device_memory_used_gib(Device::cuda));
   j.add("elapsed_s", elapsed);
   metrics_.write(j);
@@ -283,9 +302,11 @@ double Trainer::run() {
   grid_.ep().allreduce_sum(params + 1, 1);
   if (is_root()) {
     std::printf("msatrain: %lld parameters, %d rank(s), %lld tokens per step (%lld micro-batches of %lld x %lld per "
-                "rank), run dir %s\n",
+                "rank%s), run dir %s\n",
                 (long long)(params[0] + params[1]), world_.size(), (long long)global_tokens_, (long long)micro_steps_,
-                (long long)cfg_.train.micro_batch, (long long)cfg_.model.seq_len, cfg_.run.dir.c_str());
+                (long long)cfg_.train.micro_batch, (long long)tokens_.dim(1),
+                cp_ ? (", each sequence split over cp = " + std::to_string(cp_->size()) + " ranks").c_str() : "",
+                cfg_.run.dir.c_str());
     std::fflush(stdout);
   }
   start_ = std::chrono::steady_clock::now();

@@ -12,6 +12,7 @@
 #include "comm/process_grid.h"
 #include "config/config.h"
 #include "data/loader.h"
+#include "model/context_parallel.h"
 #include "model/transformer.h"
 #include "optim/adamw.h"
 #include "train/metrics.h"
@@ -26,6 +27,7 @@ struct StepStats {
   double selected_share = -1;  // share of the causal keys inside the selected blocks
   double grad_norm = 0;        // backbone gradient norm before clipping
   double index_grad_norm = 0;  // Index Branch gradient norm before clipping
+  double attn_imbalance = -1;  // context parallel: max / mean over ranks of the attended (query, group, key) triples
   double lr = 0;
   bool skipped = false;   // non-finite loss or gradient
   // MoE (model.ffn = moe), over the global batch and the MoE layers:
@@ -55,14 +57,16 @@ class Trainer {
   RunConfig cfg_;
   Comm& world_;
   ProcessGrid grid_;  // dp, cp, ep groups (see process_grid.h)
+  std::unique_ptr<ContextParallel> cp_;  // when parallel.cp > 1: this rank's chunks of each sequence
   int64_t seqs_per_rank_ = 0, micro_steps_ = 0, global_tokens_ = 0;
   std::unique_ptr<TokenDataset> train_data_, val_data_;
   std::unique_ptr<WindowSampler> sampler_;
   std::unique_ptr<ValidationWindows> val_windows_;
   std::unique_ptr<Transformer> model_;
   std::unique_ptr<AdamW> optim_;
-  Tensor tokens_, targets_;          // (B, T) int32 host batch from the sampler
+  Tensor tokens_, targets_;          // (micro_batch, tokens of a sequence this rank holds) int32 host batch
   Tensor tokens_dev_, targets_dev_;  // the same on the model's device (the host tensors themselves on the CPU)
+  std::vector<int32_t> positions_;   // their global positions in the sequence (all of them without cp)
   void upload_batch();
   MetricsWriter metrics_;
   int64_t skipped_total_ = 0, skipped_in_a_row_ = 0;

@@ -137,8 +137,9 @@ INSTANTIATE_TEST_SUITE_P(
         Rejected{"msa_on_cuda", "device: cuda\nattention:\n  type: msa\n", {},
                  "x.yaml:1, x.yaml:3: attention.type 'msa' has no GPU kernels yet: use device 'cpu' or attention.type "
                  "'gqa'"},
-        Rejected{"context_parallel", "parallel:\n  cp: 2\n", {},
-                 "x.yaml:2: parallel.cp > 1 (context parallel) is not supported by this build yet"},
+        Rejected{"context_parallel_on_cuda", "device: cuda\nparallel:\n  cp: 2\n", {},
+                 "x.yaml:1, x.yaml:3: parallel.cp > 1 (context parallel) runs on device 'cpu' only in this build: its "
+                 "GPU (NCCL) path is not written yet"},
         Rejected{"expert_parallel_without_moe", "parallel:\n  ep: 2\n", {},
                  "x.yaml:2: parallel.ep (2) splits experts over ranks, but model.ffn is dense: set model.ffn: moe or "
                  "parallel.ep: 1"},
@@ -327,6 +328,22 @@ TEST(ConfigLayout, RejectsSequenceThatContextParallelCannotCut) {
   c.train.batch_tokens = 1000;
   c.parallel.cp = 8;
   EXPECT_EQ(layout_error(c, 8), "model.seq_len (100) must be a multiple of 2 x parallel.cp = 16");
+}
+
+TEST(ConfigLayout, RejectsContextParallelChunksOfPartialMsaBlocks) {
+  RunConfig c;
+  c.model.seq_len = 512;
+  c.train.batch_tokens = 4096;
+  c.attention.type = "msa";
+  c.attention.block_size = 64;
+  c.parallel = {1, 4, 1};
+  validate_layout(c, 4);  // chunks of 64 tokens: one block each
+  c.parallel = {1, 8, 1};
+  EXPECT_EQ(layout_error(c, 8),
+            "model.seq_len (512) / (2 x parallel.cp = 16) = 32 tokens per context-parallel chunk, not a multiple of "
+            "attention.block_size (64); MSA needs chunks of whole blocks");
+  c.attention.type = "gqa";  // dense attention has no blocks
+  validate_layout(c, 8);
 }
 
 }  // namespace

@@ -1,0 +1,50 @@
+// Context parallel (CP): one sequence split over the cp ranks of grid.cp().
+//
+// Layout ("zigzag"): the sequence of T tokens is cut into 2*cp chunks of L = T / (2 cp) tokens; cp rank c holds
+// chunks c and 2cp-1-c, in that order, so every rank holds 2L tokens and the same causal attention work (one
+// early chunk, one late chunk). Everything but attention is per token and runs on the local tokens.
+//
+// Attention needs every earlier key: each layer gathers K, V (and MSA's index keys kI) from the whole cp group
+// into the global position order (gather_keys), attends its local queries to them, and in the backward sums the
+// partial key gradients of every rank into the rows of the rank that owns those tokens (scatter_key_grads).
+// These two functions are the only communication of a CP layer; a device backend swaps them for NCCL
+// all-gather / reduce-scatter (and can overlap them with compute) without touching the layers.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "comm/comm.h"
+#include "core/tensor.h"
+
+namespace msa {
+
+// Global positions (2L) of the tokens cp rank `index` holds, in local order: chunk index, then chunk 2cp-1-index.
+std::vector<int32_t> cp_local_positions(int64_t seq_len, int cp, int index);
+
+class ContextParallel {
+ public:
+  // comm: the cp group (ranks that share one sequence), ordered by cp index. seq_len: the global T.
+  ContextParallel(Comm& comm, int64_t seq_len);
+  int size() const { return comm_.size(); }
+  int index() const { return comm_.rank(); }
+  int64_t seq_len() const { return seq_len_; }
+  int64_t local_len() const { return seq_len_ / size(); }         // 2L tokens per rank
+  const std::vector<int32_t>& local_positions() const { return local_pos_; }
+
+  // full (B, T, ...) = the whole sequence in global position order, from every rank's local (B, 2L, ...).
+  void gather_keys(Tensor& full, const Tensor& local);
+  // local (B, 2L, ...) = sum over the cp ranks of their full (B, T, ...) rows at this rank's positions
+  // (written, not accumulated). full holds each rank's partial key gradients.
+  void scatter_key_grads(Tensor& local, const Tensor& full);
+
+ private:
+  Comm& comm_;
+  int64_t seq_len_;
+  std::vector<int32_t> local_pos_;
+  std::vector<std::vector<int32_t>> rank_pos_;  // [r]: positions rank r holds, for the rank-major staging
+  Tensor send_, recv_;  // flat staging buffers in rank-major order, grown on first use
+  void check_shapes(const Tensor& full, const Tensor& local, int64_t& batch, int64_t& width) const;
+  Tensor staging(Tensor& buf, int64_t numel, DType dtype);
+};
+
+}  // namespace msa

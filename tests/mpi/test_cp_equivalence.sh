@@ -1,6 +1,6 @@
 # Context parallel: 5 steps with each sequence split over cp = 2 and 4 ranks give the same losses and gradient
 # norms as cp = 1 within 1e-5 relative — dense GQA; MSA through its warmup (steps 1-2) into the sparse phase
-# (steps 3-5); and cp = 2 combined with dp = 2. The validation loss after the last step too.
+# (steps 3-5); cp = 2 combined with dp = 2, and with MoE over ep = 2. The validation loss after the last step too.
 source "$MSATRAIN_SOURCE_DIR/tests/lib.sh"
 data=$(small_corpus)
 common=(train --config "$SRC/configs/tiny.yaml" "${TINY_SETS[@]}" --set data.dir="$data" --set train.steps=5
@@ -60,3 +60,17 @@ same "$TMP/gqa_cp1" "$TMP/gqa_dp2cp2" loss lm_loss grad_norm
   --set run.dir="$TMP/msa_dp2cp2" >/dev/null
 # (index_recall is sampled on each dp slice's first micro-batch, so it depends on dp: not compared here.)
 same "$TMP/msa_cp1" "$TMP/msa_dp2cp2" loss lm_loss kl_loss grad_norm index_grad_norm selected_share
+
+# cp = 2 with MoE over ep = 2 (2 ranks: the cp pair is also the ep pair), dense and MSA attention. Dropless routing
+# and no load-balancing term: the aux loss and a capacity are statistics of each rank's own tokens, which cp
+# changes (docs/moe.md); the z loss is per token and stays.
+moe=(--set model.ffn=moe --set moe.n_experts=4 --set moe.top_k=2 --set moe.d_ff=32 --set moe.dense_layers=none
+     --set moe.aux_loss_coef=0 --set moe.z_loss_coef=0.001)
+"$MPIRUN" 1 "$BIN" "${common[@]}" "${moe[@]}" --set parallel.dp=1 --set run.dir="$TMP/moe_cp1" >/dev/null
+"$MPIRUN" 2 "$BIN" "${common[@]}" "${moe[@]}" --set parallel.dp=1 --set parallel.cp=2 --set parallel.ep=2 \
+  --set run.dir="$TMP/moe_cp2ep2" >/dev/null
+same "$TMP/moe_cp1" "$TMP/moe_cp2ep2" loss lm_loss grad_norm z_loss
+"$MPIRUN" 1 "$BIN" "${common[@]}" "${moe[@]}" "${msa[@]}" --set parallel.dp=1 --set run.dir="$TMP/moe_msa_cp1" >/dev/null
+"$MPIRUN" 2 "$BIN" "${common[@]}" "${moe[@]}" "${msa[@]}" --set parallel.dp=1 --set parallel.cp=2 --set parallel.ep=2 \
+  --set run.dir="$TMP/moe_msa_cp2ep2" >/dev/null
+same "$TMP/moe_msa_cp1" "$TMP/moe_msa_cp2ep2" loss lm_loss kl_loss grad_norm index_grad_norm z_loss

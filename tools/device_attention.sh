@@ -23,14 +23,11 @@ $B/test_attention 2>&1 | tee $OUT/tests.log | grep -E "^\[attention\]|FAILED|PAS
 MSA_ATTN_BWD_SPLIT=0 $B/test_attention 2>&1 | tee $OUT/tests_nosplit.log | grep -E "FAILED|PASSED|Failure|error"
 MSA_ATTN_BWD_SPLIT=1 MSA_ATTN_BWD_WARPS=4 $B/test_attention 2>&1 | tee $OUT/tests_w4.log | grep -E "FAILED|PASSED|Failure|error"
 MSA_ATTN_FWD_BN=32 $B/test_attention 2>&1 | tee $OUT/tests_bn32.log | grep -E "FAILED|PASSED|Failure|error"
-MSA_ATTN_FWD_FUSE=1 $B/test_attention 2>&1 | tee $OUT/tests_fuse.log | grep -E "FAILED|PASSED|Failure|error"
-for v in 0 1 7 13 21; do
-  MSA_ATTN_BWD_V=$v $B/test_attention 2>&1 | tee $OUT/tests_v$v.log | grep -E "FAILED|PASSED|Failure|error"
-done
+MSA_ATTN_BWD_DQ16=1 $B/test_attention 2>&1 | tee $OUT/tests_dq16.log | grep -E "FAILED|PASSED|Failure|error"
 $B/bench_attention "$@" 2>&1 | tee $OUT/bench.log
-# Variants (label: environment), same run: backward variants (see BwdCfg), 4-warp backward, forward BN 32.
-for var in bwd_v0:MSA_ATTN_BWD_V=0 bwd_v1:MSA_ATTN_BWD_V=1 bwd_v7:MSA_ATTN_BWD_V=7 bwd_v13:MSA_ATTN_BWD_V=13 bwd_v21:MSA_ATTN_BWD_V=21 bwd_w4:MSA_ATTN_BWD_WARPS=4 fwd_bn32:MSA_ATTN_FWD_BN=32 fwd_fuse:MSA_ATTN_FWD_FUSE=1 \
-           nosplit:MSA_ATTN_BWD_SPLIT=0; do
+# Variants (label: environment), same run, without --long: the old dQ tiling, 4-warp backward CTAs, forward key
+# tiles of 32, the split backward forced off.
+for var in dq16:MSA_ATTN_BWD_DQ16=1 bwd_w4:MSA_ATTN_BWD_WARPS=4 fwd_bn32:MSA_ATTN_FWD_BN=32 nosplit:MSA_ATTN_BWD_SPLIT=0; do
   env ${var#*:} $B/bench_attention 2>&1 | sed "s/^ours/ours_${var%%:*}/" | tee -a $OUT/bench.log
 done
 PYTHONUNBUFFERED=1 python3 tools/bench_attention.py "$@" 2>&1 | tee -a $OUT/bench.log

@@ -136,9 +136,7 @@ struct FwdCfg {
 };
 
 // One CTA per (query tile, query head, batch); warp w owns query rows w*16*MT .. (w+1)*16*MT - 1 of the tile.
-// FUSE: the exponentials of each 16-key chunk of P are computed right before that chunk's P V products (the row
-// maxima and the O rescale first), so MUFU / FMA work of one chunk can overlap the MMAs of the previous one.
-template <int D, int BN_, bool FUSE>
+template <int D, int BN_>
 __global__ void __launch_bounds__(FwdCfg<D, BN_>::THREADS, 2) attention_fwd_kernel(const FwdParams p) {
   using C = FwdCfg<D, BN_>;
   constexpr int BM = C::BM, BN = C::BN, LDS = C::LDS, NT = C::THREADS, MT = C::MT;
@@ -295,7 +293,7 @@ __global__ void __launch_bounds__(FwdCfg<D, BN_>::THREADS, 2) attention_fwd_kern
 
     // Online softmax (log2 domain). A row that has seen nothing yet keeps m = -inf; it exponentiates against 0
     // so that -inf - -inf never appears.
-    float corr[MT][2], mneg[MT][2];
+    float corr[MT][2];
     bool grew = false;  // did any running max of the warp change (else O needs no rescale: corr is exactly 1)
 #pragma unroll
     for (int m = 0; m < MT; ++m)
@@ -315,23 +313,18 @@ __global__ void __launch_bounds__(FwdCfg<D, BN_>::THREADS, 2) attention_fwd_kern
         corr[m][r] = fast_exp2(mrow[m][r] - muse);  // rescale of the old sum and output
         grew |= mnew != mrow[m][r];
         mrow[m][r] = mnew;
-        mneg[m][r] = -muse;
-        if constexpr (!FUSE) {
-          float rs[BN / 8];
+        float rs[BN / 8];
 #pragma unroll
-          for (int i = 0; i < BN / 8; ++i) {
-            s[m][i][2 * r] = fast_exp2(fmaf(s[m][i][2 * r], p.scale_log2, -muse));
-            s[m][i][2 * r + 1] = fast_exp2(fmaf(s[m][i][2 * r + 1], p.scale_log2, -muse));
-            rs[i] = s[m][i][2 * r] + s[m][i][2 * r + 1];
-          }
-#pragma unroll
-          for (int w = BN / 16; w > 0; w /= 2)
-#pragma unroll
-            for (int i = 0; i < w; ++i) rs[i] += rs[i + w];
-          lrow[m][r] = lrow[m][r] * corr[m][r] + rs[0];
-        } else {
-          lrow[m][r] *= corr[m][r];
+        for (int i = 0; i < BN / 8; ++i) {
+          s[m][i][2 * r] = fast_exp2(fmaf(s[m][i][2 * r], p.scale_log2, -muse));
+          s[m][i][2 * r + 1] = fast_exp2(fmaf(s[m][i][2 * r + 1], p.scale_log2, -muse));
+          rs[i] = s[m][i][2 * r] + s[m][i][2 * r + 1];
         }
+#pragma unroll
+        for (int w = BN / 16; w > 0; w /= 2)
+#pragma unroll
+          for (int i = 0; i < w; ++i) rs[i] += rs[i + w];
+        lrow[m][r] = lrow[m][r] * corr[m][r] + rs[0];
       }
     // After the first tiles the running max rarely moves: skip the D/4 multiplies per row when no row's did.
     if (__any_sync(0xffffffffu, grew)) {
@@ -349,20 +342,6 @@ __global__ void __launch_bounds__(FwdCfg<D, BN_>::THREADS, 2) attention_fwd_kern
     // O += P V: P straight from the S accumulators (C layout of two 8-key blocks = A layout of one 16-key chunk).
 #pragma unroll
     for (int kc = 0; kc < BN / 16; ++kc) {
-      if constexpr (FUSE) {
-#pragma unroll
-        for (int m = 0; m < MT; ++m)
-#pragma unroll
-          for (int i = 2 * kc; i < 2 * kc + 2; ++i)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) s[m][i][e] = fast_exp2(fmaf(s[m][i][e], p.scale_log2, mneg[m][e / 2]));
-#pragma unroll
-        for (int m = 0; m < MT; ++m)
-#pragma unroll
-          for (int r = 0; r < 2; ++r)
-            lrow[m][r] += (s[m][2 * kc][2 * r] + s[m][2 * kc][2 * r + 1]) +
-                          (s[m][2 * kc + 1][2 * r] + s[m][2 * kc + 1][2 * r + 1]);
-      }
       uint32_t pa[MT][4];
 #pragma unroll
       for (int m = 0; m < MT; ++m) {
@@ -535,59 +514,44 @@ struct BwdParams {
   float *dk_part, *dv_part;   // split: fp32 partial dK, dV per query head (B, Tk, Hq, d); else null
 };
 
-// Backward variants (V, bit flags): 1 = dQ warp tiles of 32 queries (2 x WARPS/2 warps over (BM, D): each dS
-// fragment feeds twice the MMAs; where D / (WARPS/2) >= 16), 2 = deferred dQ (dS^T double-buffered, the dQ product
-// of step s runs after the barrier that opens step s+1: one barrier per step instead of two), 4 = dQ atomics of
-// 16 bytes (half the atomic instructions), 8 = P^T through shared memory and 32-key dK / dV warp tiles, 16 = P^T /
-// dS^T per query chunk interleaved with the dK / dV products. Default 5; MSA_ATTN_BWD_V=0 / 1 / 7 / 13 / 21 select
-// others (d = 128, 8 warps; benchmark and test switch).
-constexpr int kBwdDefaultV = 5;
-
-template <int D, int NWARPS, int VAR = kBwdDefaultV>
+// dQ warp tiling (MSA_ATTN_BWD_DQ16=1 selects the old one for d = 128 with 8 warps, a benchmark / test switch):
+// RETILE: 32 queries per warp (2 x WARPS/2 warps over (BM, D), where D / (WARPS/2) >= 16): each dS fragment feeds
+// twice the MMAs, one pass over the keys; else 16 queries per warp (4 x WARPS/4) in passes of 32 d columns.
+template <int D, int NWARPS, bool RETILE_ = true>
 struct BwdCfg {
   static constexpr int BM = kBwdBM, WARPS = NWARPS, THREADS = 32 * WARPS;
   static constexpr int BN = 16 * WARPS;  // keys per CTA: 16 per warp
-  // PT: P^T goes to shared memory too and the dK / dV products use warp tiles of 32 keys x D/2 (WARPS/2 x 2 warps):
-  // each dO / Q fragment feeds twice the MMAs. Needs the barrier after dS^T, so not with DEFER.
-  static constexpr bool PT = (VAR & 8) != 0;
-  static constexpr bool RETILE = (VAR & 1) && D / (WARPS / 2) >= 16, DEFER = (VAR & 2) != 0 && !PT;
-  static constexpr bool ATOMIC4 = (VAR & 4) != 0;  // dQ atomics as float4 (lane pairs swap halves)
-  // EW: P^T / dS^T of each 16-query chunk computed right before that chunk's dV / dK products (MUFU / FMA work of
-  // one chunk overlaps the MMAs of the previous one).
-  static constexpr bool EW = (VAR & 16) != 0;
+  static constexpr bool RETILE = RETILE_ && D / (WARPS / 2) >= 16;
   // dQ = dS K: warps tile (BM, D) as QWARPS (queries, 16 * MQ rows each) x WQD (d); DC columns of d per pass keep
   // the accumulator small.
   static constexpr int MQ = RETILE ? 2 : 1, QWARPS = 4 / MQ;
   static constexpr int WQD = WARPS / QWARPS, DW = D / WQD, DC = DW < 32 ? DW : 32;
   static constexpr int LDS = D + 8;    // padded (rows, d) tiles
   static constexpr int LDS_S = BM + 8; // padded dS^T (keys, queries)
-  static constexpr int SDS_STAGES = DEFER ? 2 : 1;
-  // K, V, 2 x Q, 2 x dO, dS^T (x2 deferred), 2 x (lse, delta, qpos), 2 x qbounds, P^T (PT)
-  static constexpr int SMEM = (2 * BN + 4 * BM) * LDS * 2 + SDS_STAGES * BN * LDS_S * 2 + 2 * 3 * BM * 4 + 2 * 8 +
-                              (PT ? BN * LDS_S * 2 : 0);
+  // K, V, 2 x Q, 2 x dO, dS^T, 2 x (lse, delta, qpos), 2 x qbounds
+  static constexpr int SMEM = (2 * BN + 4 * BM) * LDS * 2 + BN * LDS_S * 2 + 2 * 3 * BM * 4 + 2 * 8;
 };
 
 // One CTA per (key tile, KV head, batch). Warps own 16 keys each and work on the transposed problem:
 //   S^T = K Q^T, P^T = exp2(S^T scale log2e - lse log2e), dP^T = V dO^T, dS^T = P^T (dP^T - delta)
 //   dV += P^T dO, dK += dS^T Q   (registers, over every query tile and every query head of the group)
-//   dQ += dS K                   (dS^T through shared memory, warps then own 16 queries; fp32 atomics)
-template <int D, int NWARPS, bool SPLIT, int VAR>
+//   dQ += dS K                   (dS^T through shared memory, warps then own 32 (or 16) queries; fp32 atomics)
+template <int D, int NWARPS, bool SPLIT, bool RETILE>
 __global__ void __launch_bounds__(BwdCfg<D, NWARPS>::THREADS, 8 / NWARPS) attention_bwd_kernel(const BwdParams p) {
-  using C = BwdCfg<D, NWARPS, VAR>;
+  using C = BwdCfg<D, NWARPS, RETILE>;
   constexpr int BM = C::BM, BN = C::BN, LDS = C::LDS, LDS_S = C::LDS_S, NT = C::THREADS;
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* sK = reinterpret_cast<bf16*>(smem);  // (BN, LDS)
   bf16* sV = sK + BN * LDS;                  // (BN, LDS)
   bf16* sQ = sV + BN * LDS;                  // 2 stages x (BM, LDS)
   bf16* sdO = sQ + 2 * BM * LDS;             // 2 stages x (BM, LDS)
-  bf16* sdS = sdO + 2 * BM * LDS;            // SDS_STAGES x (BN, LDS_S): dS^T, keys x queries
-  float* sLse = reinterpret_cast<float*>(sdS + C::SDS_STAGES * BN * LDS_S);  // 2 stages x BM
+  bf16* sdS = sdO + 2 * BM * LDS;            // (BN, LDS_S): dS^T, keys x queries
+  float* sLse = reinterpret_cast<float*>(sdS + BN * LDS_S);  // 2 stages x BM
   float* sDelta = sLse + 2 * BM;                             // 2 stages x BM
   int32_t* sQpos = reinterpret_cast<int32_t*>(sDelta + 2 * BM);  // 2 stages x BM
   int2* sQb = reinterpret_cast<int2*>(sQpos + 2 * BM);            // 2 stages: the query tile's position bounds
-  bf16* sP = reinterpret_cast<bf16*>(sQb + 2);                     // PT: (BN, LDS_S) P^T, keys x queries
   __shared__ int s_red[2][C::WARPS];
-  __shared__ int s_skip[C::SDS_STAGES][C::WARPS];
+  __shared__ int s_skip[C::WARPS];
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
@@ -665,12 +629,11 @@ __global__ void __launch_bounds__(BwdCfg<D, NWARPS>::THREADS, 8 / NWARPS) attent
   if (nsteps > 0) load_step(0, 0);
   cp_async_commit();
 
-  // dQ (BM x d) += dS K for step `st` from dS^T stage `ss`: warp w owns queries (w % QWARPS)*16*MQ.. and d columns
-  // (w / QWARPS)*DW..; the key chunks of skipped warps are all zero (and were not written).
-  auto dq_step = [&](int st, int ss) {
+  // dQ (BM x d) += dS K for step `st`: warp w owns queries (w % QWARPS)*16*MQ.. and d columns (w / QWARPS)*DW..;
+  // the key chunks of skipped warps are all zero (and were not written).
+  auto dq_step = [&](int st) {
     constexpr int DW = C::DW, DC = C::DC, MQ = C::MQ;
     const int h = h_first + st / nrange, q0 = (ifirst + st % nrange) * BM;
-    const bf16* sdSs = sdS + ss * BN * LDS_S;
     const int qw = (warp % C::QWARPS) * 16 * MQ, dw0 = (warp / C::QWARPS) * DW;
     if (q0 + qw >= p.tq) return;
     float* dqb = p.dq_acc + ((int64_t(b) * p.tq + q0 + qw + g) * p.hq + h) * D;  // (B, Tq, Hq, d)
@@ -683,11 +646,11 @@ __global__ void __launch_bounds__(BwdCfg<D, NWARPS>::THREADS, 8 / NWARPS) attent
         for (int i = 0; i < DC / 8; ++i) acc[m][i][0] = acc[m][i][1] = acc[m][i][2] = acc[m][i][3] = 0.f;
 #pragma unroll
       for (int kc = 0; kc < BN / 16; ++kc) {
-        if (s_skip[ss][kc]) continue;
+        if (s_skip[kc]) continue;
         uint32_t sa[MQ][4];  // dS as A fragments: (queries, keys) read from dS^T (keys, queries) transposed
 #pragma unroll
         for (int m = 0; m < MQ; ++m)
-          ldsm_x4_t(sa[m], smem_addr(sdSs + (kc * 16 + (lane & 7) + ((lane >> 4) << 3)) * LDS_S + qw + m * 16 +
+          ldsm_x4_t(sa[m], smem_addr(sdS + (kc * 16 + (lane & 7) + ((lane >> 4) << 3)) * LDS_S + qw + m * 16 +
                                      ((lane >> 3) & 1) * 8));
 #pragma unroll
         for (int db = 0; db < DC / 16; ++db) {
@@ -707,18 +670,6 @@ __global__ void __launch_bounds__(BwdCfg<D, NWARPS>::THREADS, 8 / NWARPS) attent
 #pragma unroll
         for (int i = 0; i < DC / 8; ++i) {
           const int col = dw0 + dc * DC + i * 8 + 2 * t;
-          if constexpr (C::ATOMIC4) {
-            // Lane pairs (t, t^1) swap halves: even t adds row g, columns 2t..2t+3; odd t row g+8, 2t-2..2t+1.
-            const bool odd = t & 1;
-            const float x0 = __shfl_xor_sync(0xffffffffu, odd ? acc[m][i][0] : acc[m][i][2], 1);
-            const float x1 = __shfl_xor_sync(0xffffffffu, odd ? acc[m][i][1] : acc[m][i][3], 1);
-            const float4 v = odd ? make_float4(x0, x1, acc[m][i][2], acc[m][i][3])
-                                 : make_float4(acc[m][i][0], acc[m][i][1], x0, x1);
-            if (qrow0 + (odd ? 8 : 0) < p.tq)
-              atomicAdd(reinterpret_cast<float4*>(dq0 + (odd ? 8 * ldq - 2 : 0) + col),
-                        make_float4(v.x * p.scale, v.y * p.scale, v.z * p.scale, v.w * p.scale));
-            continue;
-          }
           if (qrow0 < p.tq)
             atomicAdd(reinterpret_cast<float2*>(dq0 + col), make_float2(acc[m][i][0] * p.scale, acc[m][i][1] * p.scale));
           if (qrow0 + 8 < p.tq)
@@ -731,14 +682,9 @@ __global__ void __launch_bounds__(BwdCfg<D, NWARPS>::THREADS, 8 / NWARPS) attent
 
   for (int step = 0, stage = 0; step < nsteps; ++step, stage ^= 1) {
     cp_async_wait_all();
-    __syncthreads();  // this step's tiles landed; everyone is done with the other stage and with sdS[stage]
+    __syncthreads();  // this step's tiles landed; everyone is done with the other stage and with sdS
     if (step + 1 < nsteps) load_step(step + 1, stage ^ 1);
     cp_async_commit();
-    // Deferred: the previous step's dQ (its dS^T and skip flags were complete at the barrier above).
-    if constexpr (C::DEFER)
-      if (step > 0) dq_step(step - 1, stage ^ 1);
-    const int ss = C::DEFER ? stage : 0;  // dS^T stage of this step
-    bf16* sdSw = sdS + ss * BN * LDS_S;
     const int qt = ifirst + step % nrange, q0 = qt * BM;
     const bf16* sQs = sQ + stage * BM * LDS;
     const bf16* sdOs = sdO + stage * BM * LDS;
@@ -773,8 +719,9 @@ __global__ void __launch_bounds__(BwdCfg<D, NWARPS>::THREADS, 8 / NWARPS) attent
           mma(dpt[2 * nb + 1], va, r[2], r[3]);
         }
       }
-      // P^T and dS^T in place: st <- P^T, dpt <- dS^T (query columns i*8..i*8+7).
-      auto ew = [&](int i) {
+      // P^T and dS^T in place: st <- P^T, dpt <- dS^T.
+#pragma unroll
+      for (int i = 0; i < BM / 8; ++i) {
         const int col = i * 8 + 2 * t;  // query within the tile
         const float2 l2 = *reinterpret_cast<const float2*>(lse + col);  // already lse log2(e)
         const float2 dl = *reinterpret_cast<const float2*>(dlt + col);
@@ -789,18 +736,10 @@ __global__ void __launch_bounds__(BwdCfg<D, NWARPS>::THREADS, 8 / NWARPS) attent
           st[i][e] = pe;
           dpt[i][e] = pe * (dpt[i][e] - ((e & 1) ? dl.y : dl.x));
         }
-      };
-      if constexpr (!C::EW) {
-#pragma unroll
-        for (int i = 0; i < BM / 8; ++i) ew(i);
       }
       // dV += P^T dO, dK += dS^T Q  (A from registers; dO and Q (queries x d) are row-major B: transposed loads)
 #pragma unroll
       for (int kc = 0; kc < BM / 16; ++kc) {
-        if constexpr (C::EW) {
-          ew(2 * kc);
-          ew(2 * kc + 1);
-        }
         const uint32_t pa[4] = {pack_bf16(st[2 * kc][0], st[2 * kc][1]), pack_bf16(st[2 * kc][2], st[2 * kc][3]),
                                 pack_bf16(st[2 * kc + 1][0], st[2 * kc + 1][1]),
                                 pack_bf16(st[2 * kc + 1][2], st[2 * kc + 1][3])};
@@ -808,14 +747,8 @@ __global__ void __launch_bounds__(BwdCfg<D, NWARPS>::THREADS, 8 / NWARPS) attent
                                 pack_bf16(dpt[2 * kc][2], dpt[2 * kc][3]),
                                 pack_bf16(dpt[2 * kc + 1][0], dpt[2 * kc + 1][1]),
                                 pack_bf16(dpt[2 * kc + 1][2], dpt[2 * kc + 1][3])};
-        if constexpr (C::PT) {
-          *reinterpret_cast<uint32_t*>(sP + (warp * 16 + g) * LDS_S + kc * 16 + 2 * t) = pa[0];
-          *reinterpret_cast<uint32_t*>(sP + (warp * 16 + g + 8) * LDS_S + kc * 16 + 2 * t) = pa[1];
-          *reinterpret_cast<uint32_t*>(sP + (warp * 16 + g) * LDS_S + kc * 16 + 8 + 2 * t) = pa[2];
-          *reinterpret_cast<uint32_t*>(sP + (warp * 16 + g + 8) * LDS_S + kc * 16 + 8 + 2 * t) = pa[3];
-        }
 #pragma unroll
-        for (int db = 0; db < (C::PT ? 0 : D / 16); ++db) {
+        for (int db = 0; db < D / 16; ++db) {
           uint32_t r[4];
           const int roff = (kc * 16 + (lane & 15)) * LDS + db * 16 + (lane >> 4) * 8;
           ldsm_x4_t(r, smem_addr(sdOs + roff));
@@ -826,78 +759,18 @@ __global__ void __launch_bounds__(BwdCfg<D, NWARPS>::THREADS, 8 / NWARPS) attent
           mma(acc_dk[2 * db + 1], sa, r[2], r[3]);
         }
         // dS^T (bf16) to shared for the dQ product.
-        *reinterpret_cast<uint32_t*>(sdSw + (warp * 16 + g) * LDS_S + kc * 16 + 2 * t) = sa[0];
-        *reinterpret_cast<uint32_t*>(sdSw + (warp * 16 + g + 8) * LDS_S + kc * 16 + 2 * t) = sa[1];
-        *reinterpret_cast<uint32_t*>(sdSw + (warp * 16 + g) * LDS_S + kc * 16 + 8 + 2 * t) = sa[2];
-        *reinterpret_cast<uint32_t*>(sdSw + (warp * 16 + g + 8) * LDS_S + kc * 16 + 8 + 2 * t) = sa[3];
+        *reinterpret_cast<uint32_t*>(sdS + (warp * 16 + g) * LDS_S + kc * 16 + 2 * t) = sa[0];
+        *reinterpret_cast<uint32_t*>(sdS + (warp * 16 + g + 8) * LDS_S + kc * 16 + 2 * t) = sa[1];
+        *reinterpret_cast<uint32_t*>(sdS + (warp * 16 + g) * LDS_S + kc * 16 + 8 + 2 * t) = sa[2];
+        *reinterpret_cast<uint32_t*>(sdS + (warp * 16 + g + 8) * LDS_S + kc * 16 + 8 + 2 * t) = sa[3];
       }
     }
-    if constexpr (C::PT) {
-      if (skip) {  // the dK / dV products read every warp's rows: zeros for a skipped warp
-        for (int c = lane; c < 16 * BM / 2; c += 32) {
-          const int r = warp * 16 + c / (BM / 2), col = (c % (BM / 2)) * 2;
-          *reinterpret_cast<uint32_t*>(sP + r * LDS_S + col) = 0u;
-          *reinterpret_cast<uint32_t*>(sdSw + r * LDS_S + col) = 0u;
-        }
-      }
-    }
-    if (lane == 0) s_skip[ss][warp] = skip;
-    if constexpr (!C::DEFER) {
-      __syncthreads();  // dS^T (and P^T) complete
-      if constexpr (C::PT) {
-        // dV += P^T dO, dK += dS^T Q: warp owns keys kw*32.. (two m-tiles) and d columns dh*D/2..; accumulator
-        // index m * (D/16) + n-block.
-        const int kw = warp >> 1, dh = warp & 1;
-        if (!(s_skip[0][2 * kw] && s_skip[0][2 * kw + 1])) {
-#pragma unroll
-          for (int kc = 0; kc < BM / 16; ++kc) {
-            uint32_t pa[2][4], sa[2][4];
-#pragma unroll
-            for (int m = 0; m < 2; ++m) {
-              const int aoff = (kw * 32 + m * 16 + (lane & 15)) * LDS_S + kc * 16 + (lane >> 4) * 8;
-              ldsm_x4(pa[m], smem_addr(sP + aoff));
-              ldsm_x4(sa[m], smem_addr(sdSw + aoff));
-            }
-#pragma unroll
-            for (int db = 0; db < D / 32; ++db) {
-              uint32_t r[4];
-              const int roff = (kc * 16 + (lane & 15)) * LDS + dh * (D / 2) + db * 16 + (lane >> 4) * 8;
-              ldsm_x4_t(r, smem_addr(sdOs + roff));
-#pragma unroll
-              for (int m = 0; m < 2; ++m) {
-                mma(acc_dv[m * (D / 16) + 2 * db], pa[m], r[0], r[1]);
-                mma(acc_dv[m * (D / 16) + 2 * db + 1], pa[m], r[2], r[3]);
-              }
-              ldsm_x4_t(r, smem_addr(sQs + roff));
-#pragma unroll
-              for (int m = 0; m < 2; ++m) {
-                mma(acc_dk[m * (D / 16) + 2 * db], sa[m], r[0], r[1]);
-                mma(acc_dk[m * (D / 16) + 2 * db + 1], sa[m], r[2], r[3]);
-              }
-            }
-          }
-        }
-      }
-      dq_step(step, 0);
-    }
-  }
-  if constexpr (C::DEFER) {
-    __syncthreads();  // the last step's dS^T complete
-    if (nsteps > 0) dq_step(nsteps - 1, (nsteps - 1) & 1);
+    if (lane == 0) s_skip[warp] = skip;
+    __syncthreads();  // dS^T complete
+    dq_step(step);
   }
   cp_async_wait_all();
 
-  // The keys (rows g, g+8 of accumulator j) and columns (2t, 2t+1) this thread holds.
-  // Default layout: keys key0 / key1 (the warp's 16), columns j*8 + 2t. PT: keys kw*32 + m*16 + g (+8), columns
-  // dh*D/2 + (j % (D/16))*8 + 2t with m = j / (D/16).
-  auto okey = [&](int j, int hi) {
-    if constexpr (C::PT) return k0 + (warp >> 1) * 32 + (j / (D / 16)) * 16 + g + 8 * hi;
-    return hi ? key1 : key0;
-  };
-  auto ocol = [&](int j) {
-    if constexpr (C::PT) return (warp & 1) * (D / 2) + (j % (D / 16)) * 8 + 2 * t;
-    return j * 8 + 2 * t;
-  };
   // dK = scale dS^T Q, dV as accumulated. Split: fp32 partials of this query head, summed by the reduce kernel.
   if constexpr (SPLIT) {
     const int64_t ldp = int64_t(p.hq) * D;  // (B, Tk, Hq, d)
@@ -905,16 +778,16 @@ __global__ void __launch_bounds__(BwdCfg<D, NWARPS>::THREADS, 8 / NWARPS) attent
     float* dVp = p.dv_part + int64_t(b) * p.tk * ldp + int64_t(h_first) * D;
 #pragma unroll
     for (int i = 0; i < D / 8; ++i) {
-      const int col = ocol(i), ka = okey(i, 0), kb = okey(i, 1);
-      if (ka < p.tk) {
-        *reinterpret_cast<float2*>(dKp + int64_t(ka) * ldp + col) =
+      const int col = i * 8 + 2 * t;
+      if (kval0) {
+        *reinterpret_cast<float2*>(dKp + int64_t(key0) * ldp + col) =
             make_float2(acc_dk[i][0] * p.scale, acc_dk[i][1] * p.scale);
-        *reinterpret_cast<float2*>(dVp + int64_t(ka) * ldp + col) = make_float2(acc_dv[i][0], acc_dv[i][1]);
+        *reinterpret_cast<float2*>(dVp + int64_t(key0) * ldp + col) = make_float2(acc_dv[i][0], acc_dv[i][1]);
       }
-      if (kb < p.tk) {
-        *reinterpret_cast<float2*>(dKp + int64_t(kb) * ldp + col) =
+      if (kval1) {
+        *reinterpret_cast<float2*>(dKp + int64_t(key1) * ldp + col) =
             make_float2(acc_dk[i][2] * p.scale, acc_dk[i][3] * p.scale);
-        *reinterpret_cast<float2*>(dVp + int64_t(kb) * ldp + col) = make_float2(acc_dv[i][2], acc_dv[i][3]);
+        *reinterpret_cast<float2*>(dVp + int64_t(key1) * ldp + col) = make_float2(acc_dv[i][2], acc_dv[i][3]);
       }
     }
     return;
@@ -924,16 +797,16 @@ __global__ void __launch_bounds__(BwdCfg<D, NWARPS>::THREADS, 8 / NWARPS) attent
   bf16* dV = p.dv + (int64_t(b) * p.tk) * ldk + int64_t(kvh) * D;
 #pragma unroll
   for (int i = 0; i < D / 8; ++i) {
-    const int col = ocol(i), ka = okey(i, 0), kb = okey(i, 1);
-    if (ka < p.tk) {
-      *reinterpret_cast<uint32_t*>(dK + int64_t(ka) * ldk + col) =
+    const int col = i * 8 + 2 * t;
+    if (kval0) {
+      *reinterpret_cast<uint32_t*>(dK + int64_t(key0) * ldk + col) =
           pack_bf16(acc_dk[i][0] * p.scale, acc_dk[i][1] * p.scale);
-      *reinterpret_cast<uint32_t*>(dV + int64_t(ka) * ldk + col) = pack_bf16(acc_dv[i][0], acc_dv[i][1]);
+      *reinterpret_cast<uint32_t*>(dV + int64_t(key0) * ldk + col) = pack_bf16(acc_dv[i][0], acc_dv[i][1]);
     }
-    if (kb < p.tk) {
-      *reinterpret_cast<uint32_t*>(dK + int64_t(kb) * ldk + col) =
+    if (kval1) {
+      *reinterpret_cast<uint32_t*>(dK + int64_t(key1) * ldk + col) =
           pack_bf16(acc_dk[i][2] * p.scale, acc_dk[i][3] * p.scale);
-      *reinterpret_cast<uint32_t*>(dV + int64_t(kb) * ldk + col) = pack_bf16(acc_dv[i][2], acc_dv[i][3]);
+      *reinterpret_cast<uint32_t*>(dV + int64_t(key1) * ldk + col) = pack_bf16(acc_dv[i][2], acc_dv[i][3]);
     }
   }
 }
@@ -945,53 +818,45 @@ void check_dims(const AttentionDims& d, const char* what) {
   if (d.tq > 65535LL * 64 || d.tk > 65535LL * 64) fail("sequence too long (> 4M tokens)", what, __FILE__, __LINE__);
 }
 
-template <int D, int BN, bool FUSE>
+template <int D, int BN>
 void launch_forward_cfg(const FwdParams& p, int64_t tq, cudaStream_t stream) {
   using C = FwdCfg<D, BN>;
-  CUDA_CHECK(cudaFuncSetAttribute(attention_fwd_kernel<D, BN, FUSE>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  C::SMEM));
+  CUDA_CHECK(
+      cudaFuncSetAttribute(attention_fwd_kernel<D, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM));
   const dim3 grid(unsigned(p.hq), unsigned(p.batch), unsigned((tq + C::BM - 1) / C::BM));
-  attention_fwd_kernel<D, BN, FUSE><<<grid, C::THREADS, C::SMEM, stream>>>(p);
+  attention_fwd_kernel<D, BN><<<grid, C::THREADS, C::SMEM, stream>>>(p);
   CUDA_CHECK_LAUNCH();
 }
 
 // Key tiles of 64 (default) or 32 (MSA_ATTN_FWD_BN=32, for benchmarking: half the S registers, twice the tiles).
-// MSA_ATTN_FWD_FUSE=0 / 1: exponentials per 16-key chunk interleaved with the P V products (see the kernel).
-constexpr bool kFwdDefaultFuse = false;
 template <int D>
 void launch_forward(const FwdParams& p, int64_t tq, cudaStream_t stream) {
   static const int bn = [] {
     const char* e = std::getenv("MSA_ATTN_FWD_BN");
     return e ? std::atoi(e) : 64;
   }();
-  static const bool fuse = [] {
-    const char* e = std::getenv("MSA_ATTN_FWD_FUSE");
-    return e ? std::atoi(e) != 0 : kFwdDefaultFuse;
-  }();
   if (bn == 32)
-    launch_forward_cfg<D, 32, kFwdDefaultFuse>(p, tq, stream);
-  else if (fuse)
-    launch_forward_cfg<D, 64, true>(p, tq, stream);
+    launch_forward_cfg<D, 32>(p, tq, stream);
   else
-    launch_forward_cfg<D, 64, false>(p, tq, stream);
+    launch_forward_cfg<D, 64>(p, tq, stream);
 }
 
-template <int D, int NWARPS, bool SPLIT, int V = kBwdDefaultV>
+template <int D, int NWARPS, bool SPLIT, bool RETILE = true>
 void launch_backward_cfg(const BwdParams& p, int64_t tk, cudaStream_t stream) {
-  using C = BwdCfg<D, NWARPS, V>;
-  CUDA_CHECK(cudaFuncSetAttribute(attention_bwd_kernel<D, NWARPS, SPLIT, V>,
+  using C = BwdCfg<D, NWARPS, RETILE>;
+  CUDA_CHECK(cudaFuncSetAttribute(attention_bwd_kernel<D, NWARPS, SPLIT, RETILE>,
                                   cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM));
   // Grid (KV heads, or query heads when split; batch; key tiles)
   const dim3 grid(unsigned(SPLIT ? p.hq : p.hkv), unsigned(p.batch), unsigned((tk + C::BN - 1) / C::BN));
-  attention_bwd_kernel<D, NWARPS, SPLIT, V><<<grid, C::THREADS, C::SMEM, stream>>>(p);
+  attention_bwd_kernel<D, NWARPS, SPLIT, RETILE><<<grid, C::THREADS, C::SMEM, stream>>>(p);
   CUDA_CHECK_LAUNCH();
 }
 
-// MSA_ATTN_BWD_V (benchmark / test switch): the backward variant for d = 128 with 8 warps (kBwdDefaultV otherwise).
-int bwd_variant() {
-  static const int v = [] {
-    const char* e = std::getenv("MSA_ATTN_BWD_V");
-    return e ? std::atoi(e) : kBwdDefaultV;
+// MSA_ATTN_BWD_DQ16=1 (benchmark / test switch): the old dQ tiling (16 queries per warp), d = 128 with 8 warps.
+bool bwd_dq16() {
+  static const bool v = [] {
+    const char* e = std::getenv("MSA_ATTN_BWD_DQ16");
+    return e && std::atoi(e) != 0;
   }();
   return v;
 }
@@ -1003,22 +868,11 @@ void launch_backward(const BwdParams& p, int64_t tk, cudaStream_t stream) {
   const bool split = p.dk_part != nullptr;
   if (bwd_warps() == 4)
     split ? launch_backward_cfg<D, 4, true>(p, tk, stream) : launch_backward_cfg<D, 4, false>(p, tk, stream);
-  else if constexpr (D == 128) {
-    if (bwd_variant() == 0)
-      split ? launch_backward_cfg<D, 8, true, 0>(p, tk, stream) : launch_backward_cfg<D, 8, false, 0>(p, tk, stream);
-    else if (bwd_variant() == 1)
-      split ? launch_backward_cfg<D, 8, true, 1>(p, tk, stream) : launch_backward_cfg<D, 8, false, 1>(p, tk, stream);
-    else if (bwd_variant() == 7)
-      split ? launch_backward_cfg<D, 8, true, 7>(p, tk, stream) : launch_backward_cfg<D, 8, false, 7>(p, tk, stream);
-    else if (bwd_variant() == 13)
-      split ? launch_backward_cfg<D, 8, true, 13>(p, tk, stream) : launch_backward_cfg<D, 8, false, 13>(p, tk, stream);
-    else if (bwd_variant() == 21)
-      split ? launch_backward_cfg<D, 8, true, 21>(p, tk, stream) : launch_backward_cfg<D, 8, false, 21>(p, tk, stream);
-    else
-      split ? launch_backward_cfg<D, 8, true>(p, tk, stream) : launch_backward_cfg<D, 8, false>(p, tk, stream);
-  } else {
+  else if (D == 128 && bwd_dq16())
+    split ? launch_backward_cfg<D, 8, true, false>(p, tk, stream)
+          : launch_backward_cfg<D, 8, false, false>(p, tk, stream);
+  else
     split ? launch_backward_cfg<D, 8, true>(p, tk, stream) : launch_backward_cfg<D, 8, false>(p, tk, stream);
-  }
 }
 
 }  // namespace

@@ -34,6 +34,14 @@ std::string bind_gpu() {
 #endif
 }
 
+int gpu_count() {
+#if MSATRAIN_HAVE_CUDA
+  return cuda::device_count();
+#else
+  return 0;
+#endif
+}
+
 void synchronize(Device d) {
 #if MSATRAIN_HAVE_CUDA
   if (d == Device::cuda) cuda::synchronize();

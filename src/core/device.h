@@ -14,6 +14,8 @@ DType compute_dtype(Device d);
 // Binds this process to a GPU (local rank modulo the GPUs of the node) and returns a one-line description.
 // Throws UserError when the build has no CUDA backend or the machine no GPU.
 std::string bind_gpu();
+// GPUs this process can see (0 without the CUDA backend or a driver).
+int gpu_count();
 // Waits for the GPU's queued work (timings); no-op on the CPU.
 void synchronize(Device d);
 // GPU memory in use on this process's device (all processes, as the driver reports it), in GiB; 0 on the CPU.

@@ -114,7 +114,7 @@ ForwardStats Transformer::forward(const Tensor& tokens, const Tensor& targets, c
   return st;
 }
 
-void Transformer::backward() {
+void Transformer::backward(const std::function<void(const ParamList&)>& grads_ready) {
   d_res_.zero_();
   if (ctx_.weights.lm != 0) {  // with no LM gradient (KL only) the residual stream's gradient stays zero
     // logits_ holds dlogits (N, V). h = final_norm(x_L):  dh = dlogits W;  dW += dlogits^T h
@@ -124,7 +124,20 @@ void Transformer::backward() {
     // The final norm's input is the last block's output (the embeddings when L = 0).
     final_norm_.backward(d_res_, dh, blocks_.empty() ? x0_ : blocks_.back()->out());
   }
-  for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) (*it)->backward(d_res_);
+  if (grads_ready) {
+    ParamList done;
+    final_norm_.collect(done);
+    if (!ctx_.cfg.tie_embeddings) done.push_back(&head_);  // tied: the embedding's gradient is not final yet
+    grads_ready(done);
+  }
+  for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) {
+    (*it)->backward(d_res_);
+    if (grads_ready) {
+      ParamList done;
+      (*it)->collect(done);
+      grads_ready(done);
+    }
+  }
   ops::embedding_backward(embed_.grad, d_res_, tokens_);
 }
 

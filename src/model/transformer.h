@@ -3,6 +3,7 @@
 // forward() runs one micro-batch and, when asked, prepares the loss gradient; backward() accumulates every
 // parameter's gradient. Buffers are sized for (micro_batch, seq_len) once, at construction.
 #pragma once
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -55,7 +56,10 @@ class Transformer {
   double forward(const Tensor& tokens, const Tensor& targets, double grad_scale) {
     return forward(tokens, targets, LossWeights{grad_scale, 0.0}).lm_loss_sum;
   }
-  void backward();  // accumulates into every Param::grad
+  // Accumulates into every Param::grad. grads_ready (optional) is called with each group of parameters as soon as
+  // their gradients are final for this backward (the head and final norm first, then block by block from the
+  // last; the embedding's only at the end): gradient sums can start while the backward goes on.
+  void backward(const std::function<void(const ParamList&)>& grads_ready = nullptr);
   void set_msa_phase(MsaPhase p) { ctx_.phase = p; }
   void set_measure_recall(bool on) { ctx_.measure_recall = on; }
 

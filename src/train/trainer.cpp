@@ -95,6 +95,9 @@ Trainer::Trainer(const RunConfig& cfg, Comm& world, const std::string& resume)
   Rng init_rng(static_cast<uint64_t>(cfg_.run.seed));
   model_->init_weights(init_rng);
   optim_ = std::make_unique<AdamW>(model_->params(), t);
+  reducer_ = std::make_unique<GradientReducer>(model_->params(), world_, grid_.ep_dp(),
+                                               device == Device::cuda && nccl_usable(world_.size()));
+  if (is_root() && reducer_->uses_nccl()) std::printf("msatrain: gradients summed with NCCL, overlapping the backward\n");
   const int64_t local = int64_t(positions_.size());
   tokens_ = Tensor::zeros({t.micro_batch, local}, DType::i32);
   targets_ = Tensor::zeros({t.micro_batch, local}, DType::i32);
@@ -147,7 +150,10 @@ StepStats Trainer::train_step(int64_t step) {
     upload_batch();
     model_->set_measure_recall(recall_step && mb == 0);  // recall on a sample: the first micro-batch
     const ForwardStats f = model_->forward(tokens_dev_, targets_dev_, weights);
-    model_->backward();
+    // The last micro-batch's gradients are final block by block: their sums may start during its backward.
+    const bool last_micro = mb + 1 == micro_steps_;
+    model_->backward(last_micro ? [this](const ParamList& ps) { reducer_->ready(ps); }
+                                : std::function<void(const ParamList&)>());
     sums[0] += f.objective;
     sums[1] += f.lm_loss_sum;
     sums[2] += f.msa.kl_sum;
@@ -175,7 +181,7 @@ StepStats Trainer::train_step(int64_t step) {
   // Sum the already-scaled gradients and the statistics over every rank (the dp slices and, within each, the cp
   // ranks that hold different tokens of the same sequences: dp x cp = the world); an expert's gradient over the
   // ranks holding that expert (each has the gradient of the tokens its ep group routed to it).
-  for (Param* p : model_->params()) (p->expert >= 0 ? grid_.ep_dp() : world_).allreduce_sum(p->grad);
+  reducer_->finish();
   world_.allreduce_sum(sums, 7);
   if (!moe_sums.empty()) {
     world_.allreduce_sum(moe_sums.data(), int64_t(moe_sums.size()));

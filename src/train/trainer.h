@@ -15,6 +15,7 @@
 #include "model/context_parallel.h"
 #include "model/transformer.h"
 #include "optim/adamw.h"
+#include "train/gradient_reducer.h"
 #include "train/metrics.h"
 
 namespace msa {
@@ -64,6 +65,7 @@ class Trainer {
   std::unique_ptr<ValidationWindows> val_windows_;
   std::unique_ptr<Transformer> model_;
   std::unique_ptr<AdamW> optim_;
+  std::unique_ptr<GradientReducer> reducer_;  // sums gradients over the ranks (gradient_reducer.h)
   Tensor tokens_, targets_;          // (micro_batch, tokens of a sequence this rank holds) int32 host batch
   Tensor tokens_dev_, targets_dev_;  // the same on the model's device (the host tensors themselves on the CPU)
   std::vector<int32_t> positions_;   // their global positions in the sequence (all of them without cp)

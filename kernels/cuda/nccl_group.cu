@@ -1,0 +1,59 @@
+#include <nccl.h>
+
+#include <string>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/nccl_group.h"
+#include "kernels/cuda/runtime.h"
+
+#define NCCL_CHECK(stmt)                                                                                    \
+  do {                                                                                                      \
+    ncclResult_t msa_nccl_r_ = (stmt);                                                                      \
+    if (msa_nccl_r_ != ncclSuccess)                                                                         \
+      ::msa::cuda::fail(std::string("NCCL: ") + ncclGetErrorString(msa_nccl_r_), #stmt, __FILE__, __LINE__); \
+  } while (0)
+
+namespace msa::cuda {
+
+struct NcclGroup::State {
+  ncclComm_t comm = nullptr;
+  cudaStream_t stream = nullptr;
+  cudaEvent_t ready = nullptr, done = nullptr;
+};
+
+NcclGroup::NcclGroup(int rank, int size, const std::function<void(void*, int64_t)>& broadcast)
+    : s_(std::make_unique<State>()) {
+  ncclUniqueId id{};
+  if (rank == 0) NCCL_CHECK(ncclGetUniqueId(&id));
+  broadcast(&id, sizeof id);
+  NCCL_CHECK(ncclCommInitRank(&s_->comm, size, id, rank));
+  CUDA_CHECK(cudaStreamCreateWithFlags(&s_->stream, cudaStreamNonBlocking));
+  CUDA_CHECK(cudaEventCreateWithFlags(&s_->ready, cudaEventDisableTiming));
+  CUDA_CHECK(cudaEventCreateWithFlags(&s_->done, cudaEventDisableTiming));
+}
+
+NcclGroup::~NcclGroup() {
+  if (s_->comm) ncclCommDestroy(s_->comm);
+  if (s_->stream) cudaStreamDestroy(s_->stream);
+  if (s_->ready) cudaEventDestroy(s_->ready);
+  if (s_->done) cudaEventDestroy(s_->done);
+}
+
+void NcclGroup::allreduce_sum_async(float* data, int64_t n) {
+  // The gradient is complete once the compute stream reaches this point: the reduction waits for that only.
+  CUDA_CHECK(cudaEventRecord(s_->ready, compute_stream()));
+  CUDA_CHECK(cudaStreamWaitEvent(s_->stream, s_->ready, 0));
+  NCCL_CHECK(ncclAllReduce(data, data, size_t(n), ncclFloat32, ncclSum, s_->comm, s_->stream));
+}
+
+void NcclGroup::join() {
+  CUDA_CHECK(cudaEventRecord(s_->done, s_->stream));
+  CUDA_CHECK(cudaStreamWaitEvent(compute_stream(), s_->done, 0));
+}
+
+void NcclGroup::abort() noexcept {
+  if (s_->comm) ncclCommAbort(s_->comm);
+  s_->comm = nullptr;
+}
+
+}  // namespace msa::cuda

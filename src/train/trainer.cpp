@@ -134,7 +134,10 @@ StepStats Trainer::train_step(int64_t step) {
   model_->zero_grads();
   model_->set_msa_phase(phase_at(step));
   const int64_t every = cfg_.attention.recall_every;
-  const bool recall_step = is_msa() && every > 0 && (step % every == 0 || step + 1 == cfg_.train.steps);
+  // Measured on the first step, every `every` steps (1-based step % every == 0, so it lines up with log_every)
+  // and on the last; run() logs every step that measured it.
+  const bool recall_step =
+      is_msa() && every > 0 && (step == 0 || (step + 1) % every == 0 || step + 1 == cfg_.train.steps);
   // Every token of the global batch weighs 1/global_tokens, whatever rank or micro-batch holds it.
   const double w = 1.0 / double(global_tokens_);
   const LossWeights weights{w, w, w};
@@ -325,7 +328,7 @@ double Trainer::run() {
     if (step == start_step_) device_profile_reset();  // the op table covers the steady state only
     tokens_since_log += global_tokens_;
     const bool last = step + 1 == cfg_.train.steps;
-    if ((step + 1) % cfg_.train.log_every == 0 || last || s.skipped) {
+    if ((step + 1) % cfg_.train.log_every == 0 || last || s.skipped || s.index_recall >= 0) {
       auto now = std::chrono::steady_clock::now();
       const double dt = std::chrono::duration<double>(now - last_log).count();
       log_step(step, s, dt > 0 ? double(tokens_since_log) / dt : 0.0);

@@ -67,6 +67,14 @@ PY
 )
 echo "$dp_check"
 
+echo "== configs/tiny.yaml on the GPU (QK norm, head dim 32, byte vocabulary padded 256), 30 steps"
+if [[ -f data/shards/sotu_bytes/meta.yaml ]]; then
+  build-gpu/msatrain train --config configs/tiny.yaml --set parallel.dp=1 --set device=cuda --set train.steps=30 \
+    --set train.warmup_steps=5 --set eval.every=0 --set checkpoint.every=0 --set run.dir="$OUT/tiny_gpu" \
+    >"$OUT/tiny_gpu.log" 2>&1
+  echo "exit $?: $(grep -E "^step +30/|val_loss|error" "$OUT/tiny_gpu.log" | tr '\n' ' ')"
+fi
+
 echo "== PyTorch baselines"
 python3 tools/torch_gpu_small.py --steps 20 --warmup 8 >"$OUT/torch_compile.json" 2>"$OUT/torch_compile.err" || tail -5 "$OUT/torch_compile.err"
 python3 tools/torch_gpu_small.py --steps 10 --warmup 3 --eager >"$OUT/torch_eager.json" 2>"$OUT/torch_eager.err" || tail -5 "$OUT/torch_eager.err"

@@ -10,6 +10,14 @@ __global__ void add_kernel(Y* y, const X* x, int64_t n, float alpha) {
     y[i] = from_f32<Y>(to_f32(y[i]) + alpha * to_f32(x[i]));
 }
 
+// bf16 residual adds, two elements per thread (4-byte accesses).
+__global__ void add_bf16x2_kernel(__nv_bfloat162* y, const __nv_bfloat162* x, int64_t n2, float alpha) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n2; i += int64_t(gridDim.x) * blockDim.x) {
+    const float2 a = __bfloat1622float2(y[i]), b = __bfloat1622float2(x[i]);
+    y[i] = __floats2bfloat162_rn(a.x + alpha * b.x, a.y + alpha * b.y);
+  }
+}
+
 template <class Y>
 __global__ void scale_kernel(Y* y, int64_t n, float alpha) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
@@ -75,6 +83,8 @@ void add_inplace(void* y, bool y_f32, const void* x, bool x_f32, int64_t n, floa
   if (y_f32 && x_f32) launch(add_kernel<float, float>, n, (float*)y, (const float*)x, n, alpha);
   else if (y_f32) launch(add_kernel<float, bf16>, n, (float*)y, (const bf16*)x, n, alpha);
   else if (x_f32) launch(add_kernel<bf16, float>, n, (bf16*)y, (const float*)x, n, alpha);
+  else if (n % 2 == 0 && reinterpret_cast<uintptr_t>(y) % 4 == 0 && reinterpret_cast<uintptr_t>(x) % 4 == 0)
+    launch(add_bf16x2_kernel, n / 2, (__nv_bfloat162*)y, (const __nv_bfloat162*)x, n / 2, alpha);
   else launch(add_kernel<bf16, bf16>, n, (bf16*)y, (const bf16*)x, n, alpha);
 }
 

@@ -158,6 +158,10 @@ TEST(CudaOps, ElementwiseAndReductions) {
   ops::add_inplace(y.gpu, x.gpu, -0.5);
   ops::add_inplace(y.cpu, x.cpu, -0.5);
   expect_close(y.gpu, y.cpu, 8e-3, "add");
+  Pair y2 = random_pair({n + 1}, DType::bf16, 28), x2 = random_pair({n + 1}, DType::bf16, 29);  // even: paired path
+  ops::add_inplace(y2.gpu, x2.gpu, 1.5);
+  ops::add_inplace(y2.cpu, x2.cpu, 1.5);
+  expect_close(y2.gpu, y2.cpu, 8e-3, "add, even length");
   ops::scale_inplace(y.gpu, 3.0);
   ops::scale_inplace(y.cpu, 3.0);
   expect_close(y.gpu, y.cpu, 8e-3, "scale");

@@ -67,7 +67,12 @@ TEST_P(CudaGemm, MatchesCpuForBf16OutputAndFp32Accumulation) {
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaGemm,
                          ::testing::Values(GemmCase{64, 96, 32, false, true}, GemmCase{33, 17, 65, false, false},
                                            GemmCase{128, 64, 256, true, false}, GemmCase{40, 24, 16, true, true},
-                                           GemmCase{512, 384, 1024, false, true}));
+                                           GemmCase{512, 384, 1024, false, true}),
+                         [](const ::testing::TestParamInfo<GemmCase>& i) {
+                           const GemmCase& g = i.param;
+                           return "m" + std::to_string(g.m) + "_n" + std::to_string(g.n) + "_k" + std::to_string(g.k) +
+                                  (g.ta ? "_aT" : "") + (g.tb ? "_bT" : "");
+                         });
 
 TEST(CudaOps, RmsNormForwardBackward) {
   SKIP_WITHOUT_GPU();

@@ -222,6 +222,10 @@ void check_cross_fields(const LoadState& s) {
   if (c.device == "cuda" && c.attention.type == "msa")
     fail_keys(s, {"device", "attention.type"},
               "attention.type 'msa' has no GPU kernels yet: use device 'cpu' or attention.type 'gqa'");
+  if (c.device == "cuda" && c.model.head_dim != 32 && c.model.head_dim != 64 && c.model.head_dim != 128)
+    fail_keys(s, {"device", "model.head_dim"},
+              "model.head_dim " + value_of(c, "model.head_dim") +
+                  " has no GPU attention kernel: the fused attention takes head dims 32, 64 and 128");
   if (c.device == "cuda" && c.model.ffn == "moe")
     fail_keys(s, {"device", "model.ffn"},
               "model.ffn 'moe' has no GPU kernels yet: use device 'cpu' or model.ffn 'dense'");

@@ -134,6 +134,9 @@ INSTANTIATE_TEST_SUITE_P(
         Rejected{"cross_rule_default_partner", "train:\n  warmup_steps: 2000\n", {},
                  "x.yaml:2: train.warmup_steps (2000) must be <= train.steps (1000)"},
         // Valid but not runnable by this build yet.
+        Rejected{"head_dim_on_cuda", "device: cuda\nmodel:\n  head_dim: 48\n", {},
+                 "x.yaml:1, x.yaml:3: model.head_dim 48 has no GPU attention kernel: the fused attention takes head "
+                 "dims 32, 64 and 128"},
         Rejected{"msa_on_cuda", "device: cuda\nattention:\n  type: msa\n", {},
                  "x.yaml:1, x.yaml:3: attention.type 'msa' has no GPU kernels yet: use device 'cpu' or attention.type "
                  "'gqa'"},

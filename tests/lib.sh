@@ -48,3 +48,23 @@ for line in open('$1'):
     d = json.loads(line)
     if '$2' in d and 'val_loss' not in d: print(d['$2'])"
 }
+
+# same_steps A_METRICS B_METRICS STEPS TOL KEY...: the two runs logged STEPS training lines and every KEY agrees
+# step by step within TOL relative.
+same_steps() {
+  local a="$1" b="$2" steps="$3" tol="$4"
+  shift 4
+  python3 - "$a" "$b" "$steps" "$tol" "$@" <<'PY'
+import json, sys
+a, b, steps, tol, keys = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5:]
+def train(path):
+    return [json.loads(l) for l in open(path) if 'val_loss' not in l]
+ra, rb = train(a), train(b)
+assert len(ra) == steps and len(rb) == steps, f'expected {steps} steps, got {len(ra)} and {len(rb)}'
+for key in keys:
+    for x, y in zip(ra, rb):
+        rel = abs(x[key] - y[key]) / max(abs(x[key]), 1e-12)
+        print(f"step {x['step']} {key} {x[key]:.8f} {y[key]:.8f} rel {rel:.1e}")
+        assert rel < tol, f"step {x['step']}: {key} differs by {rel:.2e} relative (limit {tol})"
+PY
+}

@@ -6,14 +6,4 @@ common=(train --config "$SRC/configs/tiny.yaml" "${TINY_SETS[@]}" --set data.dir
         --set eval.every=0)
 "$MPIRUN" 1 "$BIN" "${common[@]}" --set parallel.dp=1 --set run.dir="$TMP/np1" >/dev/null
 "$MPIRUN" 2 "$BIN" "${common[@]}" --set parallel.dp=2 --set run.dir="$TMP/np2" >/dev/null
-for key in loss grad_norm; do
-  paste <(metric "$TMP/np1/metrics.jsonl" $key) <(metric "$TMP/np2/metrics.jsonl" $key) | python3 -c "
-import sys
-rows = [tuple(map(float, l.split())) for l in sys.stdin]
-assert len(rows) == 5, f'expected 5 steps, got {len(rows)}'
-for i, (a, b) in enumerate(rows):
-    rel = abs(a - b) / max(abs(a), 1e-12)
-    print(f'step {i+1} $key np1 {a:.8f} np2 {b:.8f} rel {rel:.1e}')
-    assert rel < 1e-5, f'step {i+1}: $key differs by {rel:.2e} relative'
-"
-done
+same_steps "$TMP/np1/metrics.jsonl" "$TMP/np2/metrics.jsonl" 5 1e-5 loss grad_norm

@@ -15,26 +15,14 @@
 #include "config/load.h"
 #include "model/transformer.h"
 #include "optim/adamw.h"
+#include "tests/unit/one_rank_comm.h"
 
 namespace msa {
 namespace {
 
 namespace fs = std::filesystem;
 
-// One rank: every collective is the identity.
-class LocalComm final : public Comm {
- public:
-  int rank() const override { return 0; }
-  int size() const override { return 1; }
-  void allreduce_sum(Tensor&) override {}
-  void allreduce_sum(double*, int64_t) override {}
-  double allreduce_max(double v) override { return v; }
-  int64_t allreduce_min(int64_t v) override { return v; }
-  void broadcast(void*, int64_t, int) override {}
-  void barrier() override {}
-  std::unique_ptr<Comm> split(int, int) override { return std::make_unique<LocalComm>(); }
-  [[noreturn]] void abort(int code) override { std::abort(); }
-};
+using LocalComm = test::OneRankComm;
 
 std::string fresh_dir(const std::string& name) {
   const std::string dir = ::testing::TempDir() + "msatrain_ckpt_" + name;

@@ -9,23 +9,12 @@
 #include "data/shard.h"
 #include "data_test_util.h"
 #include "model/context_parallel.h"
+#include "tests/unit/one_rank_comm.h"
 
 namespace msa {
 namespace {
 
-class OneRank final : public Comm {
- public:
-  int rank() const override { return 0; }
-  int size() const override { return 1; }
-  void allreduce_sum(Tensor&) override {}
-  void allreduce_sum(double*, int64_t) override {}
-  double allreduce_max(double v) override { return v; }
-  int64_t allreduce_min(int64_t v) override { return v; }
-  void broadcast(void*, int64_t, int) override {}
-  void barrier() override {}
-  std::unique_ptr<Comm> split(int, int) override { return std::make_unique<OneRank>(); }
-  [[noreturn]] void abort(int) override { std::abort(); }
-};
+using OneRank = test::OneRankComm;
 
 TEST(ContextParallelLayout, ZigzagChunks) {
   // T = 16, cp = 4: chunks of 2; rank c holds chunks c and 7 - c.

@@ -16,6 +16,7 @@
 #include "model/transformer.h"
 #include "ops/ops.h"
 #include "ops/ops_moe.h"
+#include "tests/unit/one_rank_comm.h"
 
 namespace msa {
 namespace {
@@ -316,20 +317,7 @@ TEST(MoeGradcheck, ModelWithDenseAndMoeLayers) {
   EXPECT_EQ(model.params()[0]->name, "embed.weight");
 }
 
-// One rank: the collectives are identities, alltoall and alltoallv are Comm's one-rank defaults.
-class OneRankComm final : public Comm {
- public:
-  int rank() const override { return 0; }
-  int size() const override { return 1; }
-  void allreduce_sum(Tensor&) override {}
-  void allreduce_sum(double*, int64_t) override {}
-  double allreduce_max(double v) override { return v; }
-  int64_t allreduce_min(int64_t v) override { return v; }
-  void broadcast(void*, int64_t, int) override {}
-  void barrier() override {}
-  std::unique_ptr<Comm> split(int, int) override { return std::make_unique<OneRankComm>(); }
-  [[noreturn]] void abort(int) override { std::abort(); }
-};
+using test::OneRankComm;
 
 // The exchange path over a one-rank communicator gives what the local path (no communicator) gives.
 TEST(MoeForward, OneRankCommunicatorMatchesTheLocalPath) {

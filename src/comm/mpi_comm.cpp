@@ -104,8 +104,9 @@ class MpiComm final : public Comm {
     MSA_CHECK(send.device() == Device::cpu && recv.device() == Device::cpu && send.dtype() == recv.dtype() &&
                   recv.numel() == send.numel() * size_,
               "allgather of " << send.numel() << " elements into " << recv.numel() << " over " << size_ << " ranks");
-    MPI_Allgather(send.raw(), count(send.numel()), mpi_type(send.dtype()), recv.raw(), count(send.numel()),
-                  mpi_type(recv.dtype()), comm_);
+    // As bytes: a gather moves values without arithmetic, so any dtype (bf16 included) goes.
+    MPI_Allgather(send.raw(), count(int64_t(send.nbytes())), MPI_BYTE, recv.raw(), count(int64_t(send.nbytes())),
+                  MPI_BYTE, comm_);
   }
   void reduce_scatter_sum(const Tensor& send, Tensor& recv) override {
     MSA_CHECK(send.device() == Device::cpu && recv.device() == Device::cpu && send.dtype() == recv.dtype() &&

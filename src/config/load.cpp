@@ -229,10 +229,6 @@ void check_cross_fields(const LoadState& s) {
   if (c.device == "cuda" && c.model.ffn == "moe")
     fail_keys(s, {"device", "model.ffn"},
               "model.ffn 'moe' has no GPU kernels yet: use device 'cpu' or model.ffn 'dense'");
-  if (c.device == "cuda" && c.parallel.cp != 1)
-    fail_keys(s, {"device", "parallel.cp"},
-              "parallel.cp > 1 (context parallel) runs on device 'cpu' only in this build: its GPU (NCCL) path is not "
-              "written yet");
   const AttentionConfig& a = c.attention;
   if (a.sink_blocks + (a.force_local ? 1 : 0) > a.topk_blocks)
     fail_keys(s, {"attention.sink_blocks", "attention.force_local", "attention.topk_blocks"},

@@ -17,12 +17,12 @@ int64_t keys_between(const std::vector<int32_t>& sorted, int64_t lo, int64_t hi)
 }
 
 // (query, group, key) triples visible under causal masking and, when given, the block selection.
-int64_t count_attended(const Tensor& qpos, const Tensor& kpos, const ops::BlockSelection& selection, int64_t batch,
-                       int64_t hkv) {
-  std::vector<int32_t> keys(kpos.data<int32_t>(), kpos.data<int32_t>() + kpos.numel());
+int64_t count_attended(const std::vector<int32_t>& qpos, const std::vector<int32_t>& kpos,
+                       const ops::BlockSelection& selection, int64_t batch, int64_t hkv) {
+  std::vector<int32_t> keys = kpos;
   std::sort(keys.begin(), keys.end());
-  const int32_t* qp = qpos.data<int32_t>();
-  const int64_t tq = qpos.numel();
+  const int32_t* qp = qpos.data();
+  const int64_t tq = int64_t(qpos.size());
   int64_t pairs = 0;
   if (!selection.sel) {
     for (int64_t i = 0; i < tq; ++i) pairs += keys_between(keys, 0, qp[i]);
@@ -110,8 +110,10 @@ const Tensor& AttentionGQA::forward(const Tensor& x, const ops::BlockSelection& 
   const Tensor& keys = ctx_.cp ? k_all_ : k_;
   const Tensor& values = ctx_.cp ? v_all_ : v_;
   ops::attention_forward(o_, lse_, q_, keys, values, ctx_.positions, ctx_.key_positions, scale(), selection_);
-  // Measured under context parallel only (host tensors; the metric is attn_imbalance across the cp ranks).
-  if (ctx_.cp) attended_pairs_ = count_attended(ctx_.positions, ctx_.key_positions, selection_, ctx_.batch, hkv_);
+  // Measured under context parallel only (the metric is attn_imbalance across the cp ranks); from the host
+  // positions (the selection, MSA's, exists on the CPU only).
+  if (ctx_.cp)
+    attended_pairs_ = count_attended(ctx_.host_positions, ctx_.host_key_positions, selection_, ctx_.batch, hkv_);
   ops::gemm(out_, o_.view({n, hq_ * d_}), false, wo_.value, true);
   return out_;
 }

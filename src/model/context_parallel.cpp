@@ -1,6 +1,10 @@
 #include "model/context_parallel.h"
 
+#include <chrono>
 #include <cstring>
+
+#include "core/device.h"
+#include "ops/ops.h"
 
 namespace msa {
 
@@ -25,8 +29,7 @@ void ContextParallel::check_shapes(const Tensor& full, const Tensor& local, int6
                 full.dim(1) == seq_len_ && full.dim(0) == local.dim(0) && full.dtype() == local.dtype(),
             "context parallel: full " << shape_str(full.shape()) << " and local " << shape_str(local.shape())
                                       << " for seq_len " << seq_len_ << " over " << size() << " ranks");
-  // The staging below copies host memory; a device backend brings its own gather / scatter (NCCL).
-  MSA_CHECK(full.device() == Device::cpu && local.device() == Device::cpu, "context parallel stages host tensors");
+  MSA_CHECK(full.device() == local.device(), "context parallel: full and local on different devices");
   batch = local.dim(0);
   width = local.numel() / (batch * local_len());
   MSA_CHECK(full.numel() == batch * seq_len_ * width, "context parallel: row widths differ");
@@ -38,7 +41,56 @@ Tensor ContextParallel::staging(Tensor& buf, int64_t numel, DType dtype) {
   return buf.slice(0, numel);
 }
 
+namespace {
+// A host tensor shaped like t, reusing buf's memory when it is large enough.
+Tensor host_like(Tensor& buf, const Tensor& t, DType dtype) {
+  if (!buf.defined() || buf.numel() < t.numel() || buf.dtype() != dtype) buf = Tensor::empty({t.numel()}, dtype);
+  return buf.slice(0, t.numel()).view(t.shape());
+}
+}  // namespace
+
+ContextParallel::Traffic ContextParallel::take_traffic() {
+  const Traffic t = traffic_;
+  traffic_ = {};
+  return t;
+}
+
 void ContextParallel::gather_keys(Tensor& full, const Tensor& local) {
+  synchronize(local.device());  // the clock measures communication, not the queued compute before it
+  const auto t0 = std::chrono::steady_clock::now();
+  traffic_.bytes_in += int64_t(local.nbytes()) * (size() - 1);
+  if (local.device() == Device::cpu) {
+    gather_host(full, local);
+  } else {  // host-staged: device -> host, gather, host -> device
+    Tensor h_local = host_like(host_local_, local, local.dtype()), h_full = host_like(host_full_, full, full.dtype());
+    h_local.copy_from(local);
+    gather_host(h_full, h_local);
+    full.copy_from(h_full);
+  }
+  traffic_.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void ContextParallel::scatter_key_grads(Tensor& local, const Tensor& full) {
+  synchronize(full.device());
+  const auto t0 = std::chrono::steady_clock::now();
+  // What travels: the rows themselves on the CPU, their fp32 sums on the host-staged GPU path.
+  const int64_t row_bytes = full.device() == Device::cpu ? int64_t(dtype_size(local.dtype())) : 4;
+  traffic_.bytes_in += local.numel() * row_bytes * (size() - 1);
+  if (full.device() == Device::cpu) {
+    scatter_host(local, full);
+  } else {  // host-staged, and summed in fp32 on the host (MPI has no bf16 sum)
+    Tensor h_full = host_like(host_full_, full, full.dtype()), f32_full = host_like(sum32_send_, full, DType::f32);
+    Tensor f32_local = host_like(sum32_recv_, local, DType::f32), h_local = host_like(host_local_, local, local.dtype());
+    h_full.copy_from(full);
+    ops::convert(f32_full, h_full);
+    scatter_host(f32_local, f32_full);
+    ops::convert(h_local, f32_local);
+    local.copy_from(h_local);
+  }
+  traffic_.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void ContextParallel::gather_host(Tensor& full, const Tensor& local) {
   int64_t batch = 0, width = 0;
   check_shapes(full, local, batch, width);
   const int64_t n = local.numel(), tl = local_len(), cp = size();
@@ -57,7 +109,7 @@ void ContextParallel::gather_keys(Tensor& full, const Tensor& local) {
   }
 }
 
-void ContextParallel::scatter_key_grads(Tensor& local, const Tensor& full) {
+void ContextParallel::scatter_host(Tensor& local, const Tensor& full) {
   int64_t batch = 0, width = 0;
   check_shapes(full, local, batch, width);
   const int64_t n = local.numel(), tl = local_len(), cp = size();

@@ -7,8 +7,9 @@
 // Attention needs every earlier key: each layer gathers K, V (and MSA's index keys kI) from the whole cp group
 // into the global position order (gather_keys), attends its local queries to them, and in the backward sums the
 // partial key gradients of every rank into the rows of the rank that owns those tokens (scatter_key_grads).
-// These two functions are the only communication of a CP layer; a device backend swaps them for NCCL
-// all-gather / reduce-scatter (and can overlap them with compute) without touching the layers.
+// These two functions are the only communication of a CP layer. Device tensors go through host memory (the
+// host-staged path: ranks sharing one GPU, where NCCL cannot run; key gradients are summed in fp32 there); an
+// NCCL all-gather / reduce-scatter can replace them without touching the layers.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -36,6 +37,13 @@ class ContextParallel {
   // local (B, 2L, ...) = sum over the cp ranks of their full (B, T, ...) rows at this rank's positions
   // (written, not accumulated). full holds each rank's partial key gradients.
   void scatter_key_grads(Tensor& local, const Tensor& full);
+  // Wall seconds spent in gather_keys / scatter_key_grads and bytes received from other ranks since the last
+  // call; then both restart from 0. On the GPU the clock starts after the queued work is done.
+  struct Traffic {
+    double seconds = 0;
+    int64_t bytes_in = 0;
+  };
+  Traffic take_traffic();
 
  private:
   Comm& comm_;
@@ -43,6 +51,10 @@ class ContextParallel {
   std::vector<int32_t> local_pos_;
   std::vector<std::vector<int32_t>> rank_pos_;  // [r]: positions rank r holds, for the rank-major staging
   Tensor send_, recv_;  // flat staging buffers in rank-major order, grown on first use
+  Tensor host_full_, host_local_, sum32_send_, sum32_recv_;  // device tensors: their host copies (grown once)
+  Traffic traffic_;
+  void gather_host(Tensor& full, const Tensor& local);
+  void scatter_host(Tensor& local, const Tensor& full);
   void check_shapes(const Tensor& full, const Tensor& local, int64_t& batch, int64_t& width) const;
   Tensor staging(Tensor& buf, int64_t numel, DType dtype);
 };

@@ -56,7 +56,8 @@ void LayerContext::set_positions(const std::vector<int32_t>& pos) {
   positions.from_vector(p);
   rope_tables(rope_cos, rope_sin, pos, rot_dims, cfg.rope_theta, stat_dtype(), device);
   rope_tables(index_rope_cos, index_rope_sin, pos, index_rot_dims, cfg.rope_theta, stat_dtype(), device);
-  if (!cp) key_positions = positions;
+  host_positions = pos;
+  if (!cp) key_positions = positions, host_key_positions = pos;
 }
 
 void LayerContext::use_context_parallel(ContextParallel& c) {
@@ -69,6 +70,7 @@ void LayerContext::use_context_parallel(ContextParallel& c) {
   for (int64_t j = 0; j < key_seq; ++j) all[size_t(j)] = double(j);
   key_positions = Tensor::empty({key_seq}, DType::i32, device);
   key_positions.from_vector(all);
+  host_key_positions.assign(all.begin(), all.end());
   d_k_all = Tensor::zeros({batch, key_seq, cfg.n_kv_heads, cfg.head_dim}, dtype, device);
   d_v_all = Tensor::zeros({batch, key_seq, cfg.n_kv_heads, cfg.head_dim}, dtype, device);
 }

@@ -42,6 +42,7 @@ struct LayerContext {
 
   Tensor positions;      // (T) int32 global positions of the local tokens
   Tensor key_positions;  // (key_seq) int32 global positions of the keys attention reads (= positions without cp)
+  std::vector<int32_t> host_positions, host_key_positions;  // the same two on the host (work counting)
   Tensor rope_cos;   // (T, rot_dims/2)
   Tensor rope_sin;   // (T, rot_dims/2)
   int64_t index_rot_dims = 0;  // for the MSA index heads (dim attention.index_head_dim)

@@ -346,7 +346,7 @@ void convert(Tensor& dst, const Tensor& src) {
   MSA_CHECK(dst.numel() == src.numel() && dst.device() == src.device(),
             "convert " << shape_str(src.shape()) << " into " << shape_str(dst.shape()));
   ON_GPU(dst, gpu::convert(dst, src));
-  dst.from_vector(src.to_vector());  // host f32 <-> f64: only at build and load time
+  dst.from_vector(src.to_vector());  // host f32 / f64 / bf16: build and load time, and host-staged transfers
 }
 
 }  // namespace msa::ops

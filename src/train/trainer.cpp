@@ -133,6 +133,7 @@ StepStats Trainer::train_step(int64_t step) {
   s.lr = lr_at(step, cfg_.train);
   model_->zero_grads();
   model_->set_msa_phase(phase_at(step));
+  if (cp_) cp_->take_traffic();  // count this step's traffic only (not the last evaluation's)
   const int64_t every = cfg_.attention.recall_every;
   // Measured on the first step, every `every` steps (1-based step % every == 0, so it lines up with log_every)
   // and on the last; run() logs every step that measured it.
@@ -195,6 +196,9 @@ StepStats Trainer::train_step(int64_t step) {
     double total = mine;
     world_.allreduce_sum(&total, 1);
     s.attn_imbalance = total > 0 ? most / (total / double(world_.size())) : 1.0;
+    const ContextParallel::Traffic traffic = cp_->take_traffic();
+    s.cp_comm_s = world_.allreduce_max(traffic.seconds);
+    s.cp_bytes_in = double(traffic.bytes_in);
   }
   s.loss = sums[0];
   s.lm_loss = sums[1] / double(global_tokens_);
@@ -275,6 +279,7 @@ void Trainer::log_step(int64_t step, const StepStats& s, double tokens_per_s) {
     j.add("expert_load_max_over_mean", s.load_max_over_mean);
   }
   if (s.attn_imbalance >= 0) j.add("attn_imbalance", s.attn_imbalance);
+  if (s.cp_comm_s >= 0) j.add("cp_comm_s", s.cp_comm_s).add("cp_bytes_in", s.cp_bytes_in);
   if (cfg_.device == "cuda") j.add("gpu_mem_gib", device_memory_used_gib(Device::cuda));
   j.add("elapsed_s", elapsed);
   metrics_.write(j);

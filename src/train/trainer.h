@@ -29,6 +29,8 @@ struct StepStats {
   double grad_norm = 0;        // backbone gradient norm before clipping
   double index_grad_norm = 0;  // Index Branch gradient norm before clipping
   double attn_imbalance = -1;  // context parallel: max / mean over ranks of the attended (query, group, key) triples
+  double cp_comm_s = -1;       // context parallel: seconds this step in the key gather / gradient scatter (max over ranks)
+  double cp_bytes_in = 0;      // context parallel: bytes one rank received for them this step
   double lr = 0;
   bool skipped = false;   // non-finite loss or gradient
   // MoE (model.ffn = moe), over the global batch and the MoE layers:

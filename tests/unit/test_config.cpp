@@ -140,9 +140,6 @@ INSTANTIATE_TEST_SUITE_P(
         Rejected{"msa_on_cuda", "device: cuda\nattention:\n  type: msa\n", {},
                  "x.yaml:1, x.yaml:3: attention.type 'msa' has no GPU kernels yet: use device 'cpu' or attention.type "
                  "'gqa'"},
-        Rejected{"context_parallel_on_cuda", "device: cuda\nparallel:\n  cp: 2\n", {},
-                 "x.yaml:1, x.yaml:3: parallel.cp > 1 (context parallel) runs on device 'cpu' only in this build: its "
-                 "GPU (NCCL) path is not written yet"},
         Rejected{"expert_parallel_without_moe", "parallel:\n  ep: 2\n", {},
                  "x.yaml:2: parallel.ep (2) splits experts over ranks, but model.ffn is dense: set model.ffn: moe or "
                  "parallel.ep: 1"},

@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/layer_ops.h"
 
@@ -47,6 +49,53 @@ __global__ void rmsnorm_backward_kernel(bf16* dx, float* dw, const bf16* dy, con
   }
   __syncthreads();
   for (int64_t j = threadIdx.x; j < c; j += blockDim.x) atomicAdd(&dw[j], dw_block[j]);
+}
+
+// Wide rows (C a multiple of 256, up to 256 * kMaxCols): one block of 256 threads per group of rows; thread t owns
+// columns t, t + 256, ... and keeps their w and its share of dw in registers for all its rows. One block-wide sum
+// per row (the k term); dw reaches global memory once per block and column, with no shared-memory atomics.
+constexpr int kMaxCols = 8;
+
+template <int COLS>
+__global__ void rmsnorm_backward_wide_kernel(bf16* dx, float* dw, const bf16* dy, const bf16* x, const bf16* w,
+                                             const float* rstd, int64_t n, int64_t rows_per_block) {
+  __shared__ float scratch[32];
+  constexpr int c = COLS * 256;
+  float wr[COLS], dwr[COLS];
+#pragma unroll
+  for (int k = 0; k < COLS; ++k) wr[k] = to_f32(w[threadIdx.x + 256 * k]), dwr[k] = 0.0f;
+  const int64_t first = blockIdx.x * rows_per_block, last = min(n, first + rows_per_block);
+  for (int64_t row = first; row < last; ++row) {
+    const bf16 *xr = x + row * c, *dyr = dy + row * c;
+    const float r = rstd[row];
+    float xv[COLS], g[COLS], dot = 0.0f;
+#pragma unroll
+    for (int k = 0; k < COLS; ++k) {
+      xv[k] = to_f32(xr[threadIdx.x + 256 * k]);
+      g[k] = to_f32(dyr[threadIdx.x + 256 * k]);
+      dot += wr[k] * g[k] * xv[k];
+    }
+    const float kk = block_sum(dot, scratch) / float(c) * r * r * r;
+    bf16* dxr = dx + row * c;
+#pragma unroll
+    for (int k = 0; k < COLS; ++k) {
+      const int j = threadIdx.x + 256 * k;
+      dxr[j] = from_f32<bf16>(to_f32(dxr[j]) + r * wr[k] * g[k] - xv[k] * kk);
+      dwr[k] += g[k] * xv[k] * r;
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < COLS; ++k) atomicAdd(&dw[threadIdx.x + 256 * k], dwr[k]);
+}
+
+template <int COLS>
+void launch_rmsnorm_backward_wide(bf16* dx, float* dw, const bf16* dy, const bf16* x, const bf16* w, const float* rstd,
+                                  int64_t n) {
+  const int64_t blocks = std::min<int64_t>(n, int64_t(sm_count()) * 8);
+  const int64_t rows_per_block = (n + blocks - 1) / blocks;
+  rmsnorm_backward_wide_kernel<COLS><<<unsigned((n + rows_per_block - 1) / rows_per_block), 256, 0,
+                                       compute_stream()>>>(dx, dw, dy, x, w, rstd, n, rows_per_block);
+  CUDA_CHECK_LAUNCH();
 }
 
 // ---- RoPE: one thread per (row, pair).
@@ -265,6 +314,15 @@ void rmsnorm_forward(bf16* y, float* rstd, const bf16* x, const bf16* w, int64_t
 void rmsnorm_backward(bf16* dx, float* dw, const bf16* dy, const bf16* x, const bf16* w, const float* rstd, int64_t n,
                       int64_t c) {
   if (n == 0) return;
+  switch (c) {  // the model's widths (d_model) take the register kernel; head-dim norms the warp-per-row one
+    case 256: return launch_rmsnorm_backward_wide<1>(dx, dw, dy, x, w, rstd, n);
+    case 512: return launch_rmsnorm_backward_wide<2>(dx, dw, dy, x, w, rstd, n);
+    case 768: return launch_rmsnorm_backward_wide<3>(dx, dw, dy, x, w, rstd, n);
+    case 1024: return launch_rmsnorm_backward_wide<4>(dx, dw, dy, x, w, rstd, n);
+    case 1536: return launch_rmsnorm_backward_wide<6>(dx, dw, dy, x, w, rstd, n);
+    case 2048: return launch_rmsnorm_backward_wide<kMaxCols>(dx, dw, dy, x, w, rstd, n);
+    default: break;
+  }
   const int64_t want = (n + kWarps - 1) / kWarps, cap = int64_t(sm_count()) * 4;
   const size_t smem = size_t(c) * sizeof(float);
   if (smem > 48 * 1024)

@@ -76,19 +76,23 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudaGemm,
 
 TEST(CudaOps, RmsNormForwardBackward) {
   SKIP_WITHOUT_GPU();
-  const int64_t n = 70, c = 1024;
-  Pair x = random_pair({n, c}, DType::bf16, 4), w = random_pair({c}, DType::bf16, 5), dy = random_pair({n, c}, DType::bf16, 6);
-  Pair y = zeros_pair({n, c}, DType::bf16), rstd = zeros_pair({n}, DType::f32);
-  ops::rmsnorm_forward(y.gpu, rstd.gpu, x.gpu, w.gpu, 1e-5);
-  ops::rmsnorm_forward(y.cpu, rstd.cpu, x.cpu, w.cpu, 1e-5);
-  expect_close(y.gpu, y.cpu, 8e-3, "y");
-  expect_close(rstd.gpu, rstd.cpu, 1e-5, "rstd");
-  // The backward accumulates into dx and dw: start both from random values.
-  Pair dx = random_pair({n, c}, DType::bf16, 7), dw = random_pair({c}, DType::f32, 8);
-  ops::rmsnorm_backward(dx.gpu, dw.gpu, dy.gpu, x.gpu, w.gpu, rstd.gpu);
-  ops::rmsnorm_backward(dx.cpu, dw.cpu, dy.cpu, x.cpu, w.cpu, rstd.cpu);
-  expect_close(dx.gpu, dx.cpu, 1e-2, "dx");
-  expect_close(dw.gpu, dw.cpu, 1e-4, "dw");
+  for (int64_t c : {1024, 96}) {  // a model width (register kernel) and a head-dim width (warp per row)
+    const int64_t n = 70;
+    const std::string at = " at C " + std::to_string(c);
+    Pair x = random_pair({n, c}, DType::bf16, 4), w = random_pair({c}, DType::bf16, 5);
+    Pair dy = random_pair({n, c}, DType::bf16, 6);
+    Pair y = zeros_pair({n, c}, DType::bf16), rstd = zeros_pair({n}, DType::f32);
+    ops::rmsnorm_forward(y.gpu, rstd.gpu, x.gpu, w.gpu, 1e-5);
+    ops::rmsnorm_forward(y.cpu, rstd.cpu, x.cpu, w.cpu, 1e-5);
+    expect_close(y.gpu, y.cpu, 8e-3, "y" + at);
+    expect_close(rstd.gpu, rstd.cpu, 1e-5, "rstd" + at);
+    // The backward accumulates into dx and dw: start both from random values.
+    Pair dx = random_pair({n, c}, DType::bf16, 7), dw = random_pair({c}, DType::f32, 8);
+    ops::rmsnorm_backward(dx.gpu, dw.gpu, dy.gpu, x.gpu, w.gpu, rstd.gpu);
+    ops::rmsnorm_backward(dx.cpu, dw.cpu, dy.cpu, x.cpu, w.cpu, rstd.cpu);
+    expect_close(dx.gpu, dx.cpu, 1e-2, "dx" + at);
+    expect_close(dw.gpu, dw.cpu, 1e-4, "dw" + at);
+  }
 }
 
 TEST(CudaOps, RopeForwardAndInverse) {

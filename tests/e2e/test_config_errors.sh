@@ -17,4 +17,8 @@ expect_fail "layout does not fit the world" "parallel.dp" "$MPIRUN" 2 "$BIN" tra
   "${base[@]}" --set parallel.dp=3
 expect_fail "batch does not split into micro-batches" "train.micro_batch" "$BIN" train \
   --config "$SRC/configs/tiny.yaml" "${base[@]}" "${TINY_SETS[@]}" --set parallel.dp=1 --set train.micro_batch=3
+if "$BIN" --version | grep -q "no CUDA device"; then  # where there is a GPU this config would train
+  expect_fail "device cuda without a GPU" "device: cuda, but" "$BIN" train --config "$SRC/configs/tiny.yaml" \
+    "${base[@]}" "${TINY_SETS[@]}" --set parallel.dp=1 --set device=cuda --set model.head_dim=32
+fi
 [[ ! -e "$TMP/run/metrics.jsonl" ]] || fail "a rejected run wrote metrics"

@@ -68,3 +68,11 @@ for key in keys:
         assert rel < tol, f"step {x['step']}: {key} differs by {rel:.2e} relative (limit {tol})"
 PY
 }
+
+# require_gpu: exit 77 (CTest: skipped) with the reason when this machine has no CUDA device.
+require_gpu() {
+  if "$BIN" --version | grep -q "no CUDA device"; then
+    echo "SKIP: no CUDA device here ($("$BIN" --version | tail -n 1))"
+    exit 77
+  fi
+}

@@ -38,12 +38,14 @@ class Comm {
   // one-rank communicator (a copy), so that test doubles need not implement them.
   // recv (size * n) = every rank's send (n), in rank order.
   virtual void allgather(const Tensor& send, Tensor& recv) {
-    MSA_CHECK(size() == 1 && recv.numel() == send.numel(), "allgather is not implemented by this communicator");
+    MSA_CHECK(size() == 1 && recv.numel() == send.numel(),
+              "allgather over " << size() << " ranks: this communicator serves one rank only");
     recv.copy_from(send);
   }
   // recv (n) = the sum over ranks of block `rank()` (elements [rank n, (rank+1) n)) of their send (size * n).
   virtual void reduce_scatter_sum(const Tensor& send, Tensor& recv) {
-    MSA_CHECK(size() == 1 && recv.numel() == send.numel(), "reduce_scatter_sum is not implemented by this communicator");
+    MSA_CHECK(size() == 1 && recv.numel() == send.numel(),
+              "reduce_scatter_sum over " << size() << " ranks: this communicator serves one rank only");
     recv.copy_from(send);
   }
 };

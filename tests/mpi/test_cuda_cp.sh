@@ -1,10 +1,7 @@
 # Context parallel on one GPU (host-staged key gather and fp32 gradient scatter): cp = 2 gives the same losses and
 # gradient norms as cp = 1 for 5 steps within bf16 tolerance, and logs its traffic. Skipped (77) without a GPU.
 source "$MSATRAIN_SOURCE_DIR/tests/lib.sh"
-if "$BIN" --version | grep -q "no CUDA device"; then
-  echo "SKIP: no CUDA device here ($("$BIN" --version | tail -n 1))"
-  exit 77
-fi
+require_gpu
 data=$(small_corpus)
 common=(train --config "$SRC/configs/tiny.yaml" "${TINY_SETS[@]}" --set data.dir="$data" --set train.steps=5
         --set eval.every=0 --set device=cuda --set model.head_dim=32 --set parallel.dp=1)

@@ -1,10 +1,7 @@
 # Two ranks on one GPU (the host-staged MPI path: NCCL refuses two ranks on one device) give the same losses and
 # gradient norms as one rank for 5 steps, within bf16 tolerance. Skipped (exit 77) where there is no GPU.
 source "$MSATRAIN_SOURCE_DIR/tests/lib.sh"
-if "$BIN" --version | grep -q "no CUDA device"; then
-  echo "SKIP: no CUDA device here ($("$BIN" --version | tail -n 1))"
-  exit 77
-fi
+require_gpu
 data=$(small_corpus)
 common=(train --config "$SRC/configs/tiny.yaml" "${TINY_SETS[@]}" --set data.dir="$data" --set train.steps=5
         --set eval.every=0 --set device=cuda --set model.head_dim=32)  # the GPU attention takes 32, 64, 128

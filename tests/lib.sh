@@ -71,7 +71,7 @@ PY
 
 # require_gpu: exit 77 (CTest: skipped) with the reason when this machine has no CUDA device.
 require_gpu() {
-  if "$BIN" --version | grep -q "no CUDA device"; then
+  if "$BIN" --version | grep -qE "no CUDA device|CUDA backend not built"; then
     echo "SKIP: no CUDA device here ($("$BIN" --version | tail -n 1))"
     exit 77
   fi

@@ -56,13 +56,13 @@ void GradientReducer::finish() {
 bool nccl_usable(int world_size) {
   if (world_size < 2) return false;
   if (const char* env = std::getenv("MSATRAIN_NCCL"); env && std::string(env) == "0") return false;
-  int local_ranks = 1;
+  int local_ranks = 0;  // unknown (no launcher variable): assume ranks may share a GPU, take the host path
   for (const char* var : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"})
     if (const char* v = std::getenv(var)) {
       local_ranks = std::atoi(v);
       break;
     }
-  return gpu_count() >= local_ranks;
+  return local_ranks >= 1 && gpu_count() >= local_ranks;
 }
 
 }  // namespace msa

@@ -35,7 +35,8 @@ class GradientReducer {
 };
 
 // True when this process can use NCCL for device gradients: more than one rank, every rank of this node on its
-// own GPU, and MSATRAIN_NCCL is not "0" in the environment.
+// own GPU (the launcher says how many ranks the node runs), and MSATRAIN_NCCL is not "0". The trainer takes NCCL
+// only when every rank says so (an allreduce), so that all ranks take the same path.
 bool nccl_usable(int world_size);
 
 }  // namespace msa

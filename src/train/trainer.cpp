@@ -95,8 +95,10 @@ Trainer::Trainer(const RunConfig& cfg, Comm& world, const std::string& resume)
   Rng init_rng(static_cast<uint64_t>(cfg_.run.seed));
   model_->init_weights(init_rng);
   optim_ = std::make_unique<AdamW>(model_->params(), t);
-  reducer_ = std::make_unique<GradientReducer>(model_->params(), world_, grid_.ep_dp(),
-                                               device == Device::cuda && nccl_usable(world_.size()));
+  // Every rank must take the same path (NCCL's setup is a collective): NCCL only if all ranks can.
+  const bool nccl_here = device == Device::cuda && nccl_usable(world_.size());
+  const bool nccl = world_.allreduce_min(nccl_here ? 1 : 0) == 1;
+  reducer_ = std::make_unique<GradientReducer>(model_->params(), world_, grid_.ep_dp(), nccl);
   if (is_root() && reducer_->uses_nccl()) std::printf("msatrain: gradients summed with NCCL, overlapping the backward\n");
   const int64_t local = int64_t(positions_.size());
   tokens_ = Tensor::zeros({t.micro_batch, local}, DType::i32);

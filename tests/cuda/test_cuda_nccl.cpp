@@ -1,5 +1,6 @@
-// The NCCL group on one rank: bootstrap, an in-place sum queued after compute-stream work, and the join that
-// orders the compute stream after it. (Several ranks need several GPUs: docs/benchmarks.md says where that ran.)
+// The NCCL group on one rank: it bootstraps through the given broadcast, and an in-place sum queued between
+// compute-stream work leaves the values right. On one rank a sum is the identity, so this cannot show the stream
+// ordering itself; that needs two GPUs (not lent so far: docs/benchmarks.md).
 #include "kernels/cuda/nccl_group.h"
 #include "kernels/cuda/runtime.h"
 #include "ops/ops.h"
@@ -8,7 +9,7 @@
 namespace msa::test {
 namespace {
 
-TEST(CudaNccl, OneRankSumIsOrderedWithTheComputeStream) {
+TEST(CudaNccl, OneRankBootstrapAndInPlaceSum) {
   SKIP_WITHOUT_GPU();
   int broadcasts = 0;
   cuda::NcclGroup group(0, 1, [&](void*, int64_t bytes) {

@@ -49,8 +49,8 @@ for line in open('$1'):
     if '$2' in d and 'val_loss' not in d: print(d['$2'])"
 }
 
-# same_steps A_METRICS B_METRICS STEPS TOL KEY...: the two runs logged STEPS training lines and every KEY agrees
-# step by step within TOL relative.
+# same_steps A_METRICS B_METRICS STEPS TOL KEY...: both runs logged training steps 1..STEPS, each once and in order,
+# in the same phase, and every KEY agrees step by step within TOL relative (TOL 0: bit for bit).
 same_steps() {
   local a="$1" b="$2" steps="$3" tol="$4"
   shift 4
@@ -60,12 +60,16 @@ a, b, steps, tol, keys = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.a
 def train(path):
     return [json.loads(l) for l in open(path) if 'val_loss' not in l]
 ra, rb = train(a), train(b)
-assert len(ra) == steps and len(rb) == steps, f'expected {steps} steps, got {len(ra)} and {len(rb)}'
-for key in keys:
-    for x, y in zip(ra, rb):
+for r, path in ((ra, a), (rb, b)):
+    assert [d['step'] for d in r] == list(range(1, steps + 1)), f"{path}: steps {[d['step'] for d in r]}"
+worst = 0.0
+for x, y in zip(ra, rb):
+    assert x.get('phase') == y.get('phase'), (x['step'], x.get('phase'), y.get('phase'))
+    for key in keys:
         rel = abs(x[key] - y[key]) / max(abs(x[key]), 1e-12)
-        print(f"step {x['step']} {key} {x[key]:.8f} {y[key]:.8f} rel {rel:.1e}")
-        assert rel < tol, f"step {x['step']}: {key} differs by {rel:.2e} relative (limit {tol})"
+        assert rel <= tol, f"step {x['step']}: {key} {x[key]} vs {y[key]} differs by {rel:.2e} relative (limit {tol})"
+        worst = max(worst, rel)
+print(f"ok: {b} matches {a} on {', '.join(keys)} for steps 1..{steps}: largest relative difference {worst:.2e}")
 PY
 }
 

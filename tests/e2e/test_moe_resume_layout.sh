@@ -23,20 +23,7 @@ grep -qE "^  moe +8 experts \(top-2, softmax scores, renormalised\), d_ff 32, sh
 echo "ok: the ep=2 checkpoint holds the 8 experts as global tensors"
 
 check_close() {  # check_close REFERENCE RESUMED [TOLERANCE]
-  python3 - "$1" "$2" "${3:-1e-5}" <<'PY'
-import json, sys
-def train(path):
-    return [json.loads(l) for l in open(path) if 'val_loss' not in l]
-a, b = train(sys.argv[1]), train(sys.argv[2])
-assert [d['step'] for d in b] == list(range(1, 13)), [d['step'] for d in b]
-worst = 0.0
-for x, y in zip(a, b):
-    for k in ('loss', 'grad_norm', 'aux_loss', 'z_loss', 'lr'):
-        worst = max(worst, abs(x[k] - y[k]) / abs(x[k]))
-tol = float(sys.argv[3])
-assert worst <= tol, f'largest relative difference {worst} (tolerance {tol})'
-print(f'ok: {sys.argv[2]}: steps 1..12 once each, largest relative difference {worst:.2e}')
-PY
+  same_steps "$1" "$2" 12 "${3:-1e-5}" loss grad_norm aux_loss z_loss lr
 }
 
 # ep=2 on 2 ranks -> the same layout: bit for bit

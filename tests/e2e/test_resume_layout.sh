@@ -9,19 +9,7 @@ run=(train --config "$SRC/configs/tiny.yaml" "${TINY_SETS[@]}" --set data.dir="$
 "$MPIRUN" 2 "$BIN" "${run[@]}" --set run.dir="$TMP/straight" >/dev/null
 
 check_close() {  # check_close REFERENCE RESUMED
-  python3 - "$1" "$2" <<'PY'
-import json, sys
-def train(path):
-    return [json.loads(l) for l in open(path) if 'val_loss' not in l]
-a, b = train(sys.argv[1]), train(sys.argv[2])
-assert [d['step'] for d in b] == list(range(1, 13)), [d['step'] for d in b]
-worst = 0.0
-for x, y in zip(a, b):
-    for k in ('loss', 'grad_norm', 'lr'):
-        worst = max(worst, abs(x[k] - y[k]) / abs(x[k]))
-assert worst < 1e-5, f'largest relative difference {worst}'
-print(f'ok: {sys.argv[2]}: steps 1..12 once each, largest relative difference {worst:.2e}')
-PY
+  same_steps "$1" "$2" 12 1e-5 loss grad_norm lr
 }
 
 # dp=2 (2 ranks) -> dp=1 (1 rank)

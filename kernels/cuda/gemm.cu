@@ -46,9 +46,9 @@ float time_algo(const Plan& p, const cublasLtMatmulAlgo_t& algo, const void* a, 
 }
 
 // cuBLASLt's first heuristic choice is sometimes several times slower than its fifth (seen on H100 for
-// 16384x1536x1024), so the plan times the top candidates once, on the call's own inputs and a scratch output,
+// 16384x1536x1024), so the plan times the top candidates once, on the call's own inputs and output (see below),
 // and keeps the fastest.
-Plan make_plan(const Key& key, const void* a, const void* b) {
+Plan make_plan(const Key& key, const void* a, const void* b, void* c) {
   const auto [m, n, k, ta, tb, c_f32, accumulate] = key;
   Plan p;
   CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -76,25 +76,27 @@ Plan make_plan(const Key& key, const void* a, const void* b) {
          "cublasLtMatmulAlgoGetHeuristic", __FILE__, __LINE__);
   p.algo = results[0].algo;
   if (found > 1) {
-    void* c = nullptr;  // scratch output: the real one may hold an accumulation (beta = 1) we must not disturb
-    CUDA_CHECK(cudaMalloc(&c, size_t(m) * size_t(n) * (c_f32 ? 4 : 2)));
+    // Timed on the call's own output when it is overwritten anyway (beta = 0); an accumulation (beta = 1) must
+    // not be disturbed, so it is timed on the op scratch instead (weight gradients: at most the largest matrix).
+    // Either way the first step allocates no output-sized buffer of its own (a logits-sized one was 1.6 GB).
+    const size_t c_bytes = size_t(m) * size_t(n) * (c_f32 ? 4 : 2);
+    void* out = accumulate ? scratch(c_bytes) : c;
     float best = INFINITY;
     for (int i = 0; i < found; ++i) {
-      const float ms = time_algo(p, results[i].algo, a, b, c, accumulate ? 1.0f : 0.0f);
+      const float ms = time_algo(p, results[i].algo, a, b, out, accumulate ? 1.0f : 0.0f);
       if (ms < best) best = ms, p.algo = results[i].algo;
     }
-    CUDA_CHECK(cudaFree(c));
   }
   return p;
 }
 
 // Plans by shape, built once: a training step calls the same few dozen shapes over and over.
-Plan& plan_for(const Key& key, const void* a, const void* b) {
+Plan& plan_for(const Key& key, const void* a, const void* b, void* c) {
   static std::mutex mu;
   static std::map<Key, Plan> plans;
   std::lock_guard<std::mutex> lock(mu);
   auto it = plans.find(key);
-  if (it == plans.end()) it = plans.emplace(key, make_plan(key, a, b)).first;
+  if (it == plans.end()) it = plans.emplace(key, make_plan(key, a, b, c)).first;
   return it->second;
 }
 
@@ -103,7 +105,7 @@ Plan& plan_for(const Key& key, const void* a, const void* b) {
 void gemm_bf16(void* c, bool c_is_f32, const bf16* a, bool trans_a, const bf16* b, bool trans_b, int64_t m, int64_t n,
                int64_t k, float alpha, float beta) {
   if (m == 0 || n == 0) return;
-  Plan& p = plan_for(Key{m, n, k, trans_a, trans_b, c_is_f32, beta != 0.0f}, a, b);
+  Plan& p = plan_for(Key{m, n, k, trans_a, trans_b, c_is_f32, beta != 0.0f}, a, b, c);
   CUBLAS_CHECK(cublasLtMatmul(blaslt_handle(), p.desc, &alpha, b, p.la, a, p.lb, &beta, c, p.lc, c, p.lc, &p.algo,
                               blaslt_workspace(), blaslt_workspace_bytes(), compute_stream()));
 }

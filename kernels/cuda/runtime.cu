@@ -2,6 +2,7 @@
 #include "kernels/cuda/cublas_check.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device_query.h"
+#include "kernels/cuda/memory.h"
 #include "kernels/cuda/runtime.h"
 
 namespace msa::cuda {
@@ -20,11 +21,11 @@ struct Runtime {
     // A blocking stream: it orders itself with the legacy default stream, which pageable copies use.
     CUDA_CHECK(cudaStreamCreate(&stream));
     CUBLAS_CHECK(cublasLtCreate(&lt));
-    CUDA_CHECK(cudaMalloc(&workspace, workspace_bytes));
+    workspace = device_alloc(workspace_bytes);  // every device buffer comes from the arena
     int dev = 0;
     CUDA_CHECK(cudaGetDevice(&dev));
     CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-    CUDA_CHECK(cudaMalloc(&slot, sizeof(double)));
+    slot = static_cast<double*>(device_alloc(sizeof(double)));
   }
 };
 
@@ -55,10 +56,9 @@ double* reduction_slot() { return runtime().slot; }
 void* scratch(size_t bytes) {
   Runtime& r = runtime();
   if (bytes > r.scratch_bytes) {
-    CUDA_CHECK(cudaStreamSynchronize(r.stream));  // the old buffer may still be in use
-    CUDA_CHECK(cudaFree(r.scratch));
+    device_free(r.scratch);  // waits for the work that may still use the old buffer
     r.scratch = nullptr;
-    CUDA_CHECK(cudaMalloc(&r.scratch, bytes));
+    r.scratch = device_alloc(bytes);
     r.scratch_bytes = bytes;
   }
   return r.scratch;

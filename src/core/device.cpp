@@ -58,6 +58,22 @@ double device_memory_used_gib(Device d) {
   return 0.0;
 }
 
+int64_t device_allocation_count(Device d) {
+#if MSATRAIN_HAVE_CUDA
+  if (d == Device::cuda) return cuda::device_allocations();
+#endif
+  (void)d;
+  return 0;
+}
+
+double device_arena_gib(Device d) {
+#if MSATRAIN_HAVE_CUDA
+  if (d == Device::cuda) return double(cuda::device_arena_mapped_bytes()) / double(1ull << 30);
+#endif
+  (void)d;
+  return 0.0;
+}
+
 void device_profile_reset() {
 #if MSATRAIN_HAVE_CUDA
   cuda::profile_reset();

@@ -20,6 +20,11 @@ int gpu_count();
 void synchronize(Device d);
 // GPU memory in use on this process's device (all processes, as the driver reports it), in GiB; 0 on the CPU.
 double device_memory_used_gib(Device d);
+// Device buffers allocated since the process started (the arena's count; 0 on the CPU): a step that
+// allocates nothing leaves it unchanged.
+int64_t device_allocation_count(Device d);
+// Physical memory held by the GPU arena (kernels/cuda/memory.h), in GiB; 0 on the CPU.
+double device_arena_gib(Device d);
 // The per-op GPU time table when MSATRAIN_PROFILE_OPS=1 (kernels/cuda/op_profile.h), else "".
 std::string device_profile_report();
 void device_profile_reset();

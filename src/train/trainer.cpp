@@ -282,7 +282,10 @@ void Trainer::log_step(int64_t step, const StepStats& s, double tokens_per_s) {
   }
   if (s.attn_imbalance >= 0) j.add("attn_imbalance", s.attn_imbalance);
   if (s.cp_comm_s >= 0) j.add("cp_comm_s", s.cp_comm_s).add("cp_bytes_in", s.cp_bytes_in);
-  if (cfg_.device == "cuda") j.add("gpu_mem_gib", device_memory_used_gib(Device::cuda));
+  if (cfg_.device == "cuda") {
+    j.add("gpu_mem_gib", device_memory_used_gib(Device::cuda)).add("gpu_arena_gib", device_arena_gib(Device::cuda));
+    j.add("gpu_allocs", s.gpu_allocs);
+  }
   j.add("elapsed_s", elapsed);
   metrics_.write(j);
   std::string msa;
@@ -330,8 +333,11 @@ double Trainer::run() {
   int64_t tokens_since_log = 0;
   double val_loss = std::numeric_limits<double>::quiet_NaN();
   StopSignals signals;  // SIGTERM/SIGINT: finish the step, save, return
+  const Device device = parse_device(cfg_.device);
   for (int64_t step = start_step_; step < cfg_.train.steps; ++step) {
+    const int64_t allocs_before = device_allocation_count(device);
     StepStats s = train_step(step);
+    s.gpu_allocs = device_allocation_count(device) - allocs_before;
     if (step == start_step_) device_profile_reset();  // the op table covers the steady state only
     tokens_since_log += global_tokens_;
     const bool last = step + 1 == cfg_.train.steps;

@@ -32,6 +32,7 @@ struct StepStats {
   double cp_comm_s = -1;       // context parallel: seconds this step in the key gather / gradient scatter (max over ranks)
   double cp_bytes_in = 0;      // context parallel: bytes one rank received for them this step
   double lr = 0;
+  int64_t gpu_allocs = 0;  // device buffers allocated during the step (0 in the steady state)
   bool skipped = false;   // non-finite loss or gradient
   // MoE (model.ffn = moe), over the global batch and the MoE layers:
   double aux_loss = 0;        // mean over MoE layers of n_experts x sum_e f_e P_e, before moe.aux_loss_coef

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/rng.h"
+#include "kernels/cuda/memory.h"
 #include "model/transformer.h"
 #include "ops/ops.h"
 #include "optim/adamw.h"
@@ -89,7 +90,9 @@ TEST(CudaModel, FirstStepLossAndGradientsMatchCpuThen50StepsTrack) {
   tc.lr = 1e-3;
   AdamW opt_cpu(cpu.params(), tc), opt_gpu(gpu.params(), tc);
   double first = 0, last_cpu = 0, last_gpu = 0;
+  int64_t allocs_after_first_steps = 0;
   for (int step = 0; step < 50; ++step) {
+    if (step == 2) allocs_after_first_steps = cuda::device_allocations();  // GEMM plans, scratch: made by now
     if (step == 0) {
       make_batch(tok_h, tgt_h, cfg.vocab_size, 100);
       tok_d.copy_from(tok_h);
@@ -107,6 +110,7 @@ TEST(CudaModel, FirstStepLossAndGradientsMatchCpuThen50StepsTrack) {
     EXPECT_NEAR(last_gpu, last_cpu, 0.03 * last_cpu + 0.02) << "step " << step;
   }
   EXPECT_LT(last_cpu, 0.5 * first) << "the model should learn the stream";
+  EXPECT_EQ(cuda::device_allocations(), allocs_after_first_steps) << "the steady-state step allocated device memory";
   EXPECT_NEAR(last_gpu, last_cpu, 0.05 * last_cpu + 0.02);
 }
 

@@ -43,18 +43,26 @@ __global__ void copy_columns_kernel(E* dst, int64_t dst_cols, int64_t dst_col, c
 
 enum class Reduce { sum, squares, nonfinite };
 
+// Accumulates in double: squares of fp32 gradients above ~1.8e19 would overflow a float sum (and report a
+// finite gradient as non-finite); the kernel is memory-bound, so double adds cost nothing measurable.
 template <class X, Reduce R>
 __global__ void reduce_kernel(double* out, const X* x, int64_t n) {
-  __shared__ float scratch[32];
-  float acc = 0.0f;
+  __shared__ double partial[32];
+  double acc = 0.0;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const float v = to_f32(x[i]);
+    const double v = to_f32(x[i]);
     if constexpr (R == Reduce::sum) acc += v;
     if constexpr (R == Reduce::squares) acc += v * v;
-    if constexpr (R == Reduce::nonfinite) acc += isfinite(v) ? 0.0f : 1.0f;
+    if constexpr (R == Reduce::nonfinite) acc += isfinite(v) ? 0.0 : 1.0;
   }
-  acc = block_sum(acc, scratch);
-  if (threadIdx.x == 0) atomicAdd(out, double(acc));
+  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+  if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = acc;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    acc = threadIdx.x < (blockDim.x >> 5) ? partial[threadIdx.x] : 0.0;
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    if (threadIdx.x == 0) atomicAdd(out, acc);
+  }
 }
 
 // Grid-stride launch of kernel over n elements.

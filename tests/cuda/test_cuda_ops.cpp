@@ -178,6 +178,11 @@ TEST(CudaOps, ElementwiseAndReductions) {
   EXPECT_NEAR(ops::sum(g.gpu), ops::sum(g.cpu), 1e-3 * std::sqrt(double(n)));
   EXPECT_NEAR(ops::sum_squares(g.gpu) / ops::sum_squares(g.cpu), 1.0, 1e-5);
   EXPECT_TRUE(ops::all_finite(g.gpu));
+  // Finite fp32 values whose squares overflow a float (a diverging step must read as a large norm, not as inf).
+  Pair huge = random_pair({4096}, DType::f32, 22, 1e25f);
+  const double ss = ops::sum_squares(huge.gpu);
+  EXPECT_TRUE(std::isfinite(ss));
+  EXPECT_NEAR(ss / ops::sum_squares(huge.cpu), 1.0, 1e-5);
   Tensor bad = Tensor::empty({1}, DType::f32);
   bad.from_vector({std::nan("")});
   g.gpu.slice(n - 1, n).copy_from(bad);

@@ -1,6 +1,8 @@
 #include <nccl.h>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/nccl_group.h"
@@ -19,10 +21,30 @@ struct NcclGroup::State {
   ncclComm_t comm = nullptr;
   cudaStream_t stream = nullptr;
   cudaEvent_t ready = nullptr, done = nullptr;
+  std::vector<std::pair<cudaEvent_t, cudaEvent_t>> timers;  // (start, end) of each timed collective, reused
+  bool timing = false;
+  size_t timed = 0;  // timers in use since take_busy_seconds()
+
+  // Orders the communication stream after the compute stream's work so far, and starts a timer.
+  void enqueue_after_compute() {
+    CUDA_CHECK(cudaEventRecord(ready, compute_stream()));
+    CUDA_CHECK(cudaStreamWaitEvent(stream, ready, 0));
+    if (!timing) return;
+    if (timed == timers.size()) {
+      timers.emplace_back();
+      CUDA_CHECK(cudaEventCreate(&timers.back().first));
+      CUDA_CHECK(cudaEventCreate(&timers.back().second));
+    }
+    CUDA_CHECK(cudaEventRecord(timers[timed].first, stream));
+  }
+  void stop_timer() {
+    if (timing) CUDA_CHECK(cudaEventRecord(timers[timed++].second, stream));
+  }
 };
 
-NcclGroup::NcclGroup(int rank, int size, const std::function<void(void*, int64_t)>& broadcast)
+NcclGroup::NcclGroup(int rank, int size, const std::function<void(void*, int64_t)>& broadcast, bool timed)
     : s_(std::make_unique<State>()) {
+  s_->timing = timed;
   ncclUniqueId id{};
   if (rank == 0) NCCL_CHECK(ncclGetUniqueId(&id));
   broadcast(&id, sizeof id);
@@ -37,13 +59,38 @@ NcclGroup::~NcclGroup() {
   if (s_->stream) cudaStreamDestroy(s_->stream);
   if (s_->ready) cudaEventDestroy(s_->ready);
   if (s_->done) cudaEventDestroy(s_->done);
+  for (auto& [a, b] : s_->timers) cudaEventDestroy(a), cudaEventDestroy(b);
 }
 
 void NcclGroup::allreduce_sum_async(float* data, int64_t n) {
   // The gradient is complete once the compute stream reaches this point: the reduction waits for that only.
-  CUDA_CHECK(cudaEventRecord(s_->ready, compute_stream()));
-  CUDA_CHECK(cudaStreamWaitEvent(s_->stream, s_->ready, 0));
+  s_->enqueue_after_compute();
   NCCL_CHECK(ncclAllReduce(data, data, size_t(n), ncclFloat32, ncclSum, s_->comm, s_->stream));
+  s_->stop_timer();
+}
+
+void NcclGroup::allgather_bf16_async(const void* send, void* recv, int64_t count) {
+  s_->enqueue_after_compute();
+  NCCL_CHECK(ncclAllGather(send, recv, size_t(count), ncclBfloat16, s_->comm, s_->stream));
+  s_->stop_timer();
+}
+
+void NcclGroup::reduce_scatter_sum_async(const float* send, float* recv, int64_t count) {
+  s_->enqueue_after_compute();
+  NCCL_CHECK(ncclReduceScatter(send, recv, size_t(count), ncclFloat32, ncclSum, s_->comm, s_->stream));
+  s_->stop_timer();
+}
+
+double NcclGroup::take_busy_seconds() {
+  double ms_total = 0;
+  for (size_t i = 0; i < s_->timed; ++i) {
+    float ms = 0;
+    CUDA_CHECK(cudaEventSynchronize(s_->timers[i].second));
+    CUDA_CHECK(cudaEventElapsedTime(&ms, s_->timers[i].first, s_->timers[i].second));
+    ms_total += ms;
+  }
+  s_->timed = 0;
+  return ms_total * 1e-3;
 }
 
 void NcclGroup::join() {

@@ -90,23 +90,29 @@ const Tensor& AttentionGQA::forward(const Tensor& x, const ops::BlockSelection& 
   // Split the projection into q, k, v: (N, H*d) column blocks.
   Tensor q2 = q_.view({n, hq_ * d_}), k2 = k_.view({n, hkv_ * d_}), v2 = v_.view({n, hkv_ * d_});
   ops::copy_columns(v2, 0, qkv_, (hq_ + hkv_) * d_, hkv_ * d_);
+  // Keys first: with cp their gathers from the whole sequence (over NCCL, on the communication stream) then
+  // overlap the queries' norm and rotation.
   if (ctx_.cfg.qk_norm) {
-    Tensor qp = q_pre_.view({n, hq_ * d_}), kp = k_pre_.view({n, hkv_ * d_});
-    ops::copy_columns(qp, 0, qkv_, 0, hq_ * d_);
+    Tensor kp = k_pre_.view({n, hkv_ * d_}), kh = k_.view({n * hkv_, d_});
     ops::copy_columns(kp, 0, qkv_, hq_ * d_, hkv_ * d_);
-    Tensor qh = q_.view({n * hq_, d_}), kh = k_.view({n * hkv_, d_});
-    ops::rmsnorm_forward(qh, q_rstd_, q_pre_.view({n * hq_, d_}), q_norm_.value, ctx_.cfg.norm_eps);
     ops::rmsnorm_forward(kh, k_rstd_, k_pre_.view({n * hkv_, d_}), k_norm_.value, ctx_.cfg.norm_eps);
-    ops::rope(q_, ctx_.rope_cos, ctx_.rope_sin, ctx_.rot_dims, false);
     ops::rope(k_, ctx_.rope_cos, ctx_.rope_sin, ctx_.rot_dims, false);
   } else {  // split and rotate in one pass
-    ops::copy_columns_rope(q2, 0, qkv_, 0, hq_ * d_, d_, ctx_.rope_cos, ctx_.rope_sin, ctx_.rot_dims, false);
     ops::copy_columns_rope(k2, 0, qkv_, hq_ * d_, hkv_ * d_, d_, ctx_.rope_cos, ctx_.rope_sin, ctx_.rot_dims, false);
   }
-  if (ctx_.cp) {  // context parallel: gather keys from the whole sequence
-    ctx_.cp->gather_keys(k_all_, k_);
-    ctx_.cp->gather_keys(v_all_, v_);
+  if (ctx_.cp) {
+    ctx_.cp->begin_gather(k_all_, k_);
+    ctx_.cp->begin_gather(v_all_, v_);
   }
+  if (ctx_.cfg.qk_norm) {
+    Tensor qp = q_pre_.view({n, hq_ * d_}), qh = q_.view({n * hq_, d_});
+    ops::copy_columns(qp, 0, qkv_, 0, hq_ * d_);
+    ops::rmsnorm_forward(qh, q_rstd_, q_pre_.view({n * hq_, d_}), q_norm_.value, ctx_.cfg.norm_eps);
+    ops::rope(q_, ctx_.rope_cos, ctx_.rope_sin, ctx_.rot_dims, false);
+  } else {
+    ops::copy_columns_rope(q2, 0, qkv_, 0, hq_ * d_, d_, ctx_.rope_cos, ctx_.rope_sin, ctx_.rot_dims, false);
+  }
+  if (ctx_.cp) ctx_.cp->finish_gathers();
   const Tensor& keys = ctx_.cp ? k_all_ : k_;
   const Tensor& values = ctx_.cp ? v_all_ : v_;
   ops::attention_forward(o_, lse_, q_, keys, values, ctx_.positions, ctx_.key_positions, scale(), selection_);

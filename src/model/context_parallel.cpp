@@ -6,6 +6,11 @@
 #include "core/device.h"
 #include "ops/ops.h"
 
+#if MSATRAIN_HAVE_CUDA
+#include "kernels/cuda/elementwise.h"
+#include "kernels/cuda/nccl_group.h"
+#endif
+
 namespace msa {
 
 std::vector<int32_t> cp_local_positions(int64_t seq_len, int cp, int index) {
@@ -19,9 +24,47 @@ std::vector<int32_t> cp_local_positions(int64_t seq_len, int cp, int index) {
   return pos;
 }
 
-ContextParallel::ContextParallel(Comm& comm, int64_t seq_len)
+#if MSATRAIN_HAVE_CUDA
+struct ContextParallel::NcclPath {
+  cuda::NcclGroup group;
+  int64_t map_batch = -1;
+  Tensor unpack_map, pack_map;  // device int32: full row -> gathered row; gathered row -> full row
+  std::vector<Tensor> gathered;  // one rank-major receive buffer per queued gather (K, V, kI), reused
+  Tensor send32, recv32;         // fp32 staging of the gradient reduce-scatter
+  struct Pending {
+    Tensor* full;
+    size_t buffer;
+  };
+  std::vector<Pending> pending;
+  explicit NcclPath(Comm& comm)
+      : group(comm.rank(), comm.size(), [&comm](void* p, int64_t n) { comm.broadcast(p, n, 0); }, true) {}
+};
+#else
+struct ContextParallel::NcclPath {};
+#endif
+
+ContextParallel::ContextParallel(Comm& comm, int64_t seq_len, bool nccl)
     : comm_(comm), seq_len_(seq_len), local_pos_(cp_local_positions(seq_len, comm.size(), comm.rank())) {
   for (int r = 0; r < comm.size(); ++r) rank_pos_.push_back(cp_local_positions(seq_len, comm.size(), r));
+#if MSATRAIN_HAVE_CUDA
+  if (nccl) nccl_ = std::make_unique<NcclPath>(comm);
+#else
+  MSA_CHECK(!nccl, "context parallel over NCCL needs the CUDA backend");
+#endif
+}
+
+ContextParallel::~ContextParallel() = default;
+
+bool ContextParallel::uses_nccl() const { return nccl_ != nullptr; }
+
+std::vector<int32_t> ContextParallel::full_row_of_gathered(int64_t batch) const {
+  const int64_t tl = local_len();
+  std::vector<int32_t> rows;
+  rows.reserve(size_t(size() * batch * tl));
+  for (int r = 0; r < size(); ++r)
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t i = 0; i < tl; ++i) rows.push_back(int32_t(b * seq_len_ + rank_pos_[size_t(r)][size_t(i)]));
+  return rows;
 }
 
 void ContextParallel::check_shapes(const Tensor& full, const Tensor& local, int64_t& batch, int64_t& width) const {
@@ -50,15 +93,39 @@ Tensor host_like(Tensor& buf, const Tensor& t, DType dtype) {
 }  // namespace
 
 ContextParallel::Traffic ContextParallel::take_traffic() {
+#if MSATRAIN_HAVE_CUDA
+  if (nccl_) traffic_.seconds += nccl_->group.take_busy_seconds();  // the NCCL stream's busy time
+#endif
   const Traffic t = traffic_;
   traffic_ = {};
   return t;
 }
 
 void ContextParallel::gather_keys(Tensor& full, const Tensor& local) {
+  begin_gather(full, local);
+  finish_gathers();
+}
+
+void ContextParallel::begin_gather(Tensor& full, const Tensor& local) {
+  traffic_.bytes_in += int64_t(local.nbytes()) * (size() - 1);
+#if MSATRAIN_HAVE_CUDA
+  if (nccl_ && local.device() == Device::cuda) {
+    int64_t batch = 0, width = 0;
+    check_shapes(full, local, batch, width);
+    MSA_CHECK(local.dtype() == DType::bf16, "context parallel over NCCL gathers bf16 keys");
+    NcclPath& n = *nccl_;
+    const size_t slot = n.pending.size();
+    if (n.gathered.size() <= slot) n.gathered.emplace_back();
+    Tensor& buf = n.gathered[slot];
+    if (!buf.defined() || buf.numel() < local.numel() * size())
+      buf = Tensor::empty({local.numel() * size()}, DType::bf16, Device::cuda);
+    n.group.allgather_bf16_async(local.raw(), buf.raw(), local.numel());
+    n.pending.push_back({&full, slot});
+    return;
+  }
+#endif
   synchronize(local.device());  // the clock measures communication, not the queued compute before it
   const auto t0 = std::chrono::steady_clock::now();
-  traffic_.bytes_in += int64_t(local.nbytes()) * (size() - 1);
   if (local.device() == Device::cpu) {
     gather_host(full, local);
   } else {  // host-staged: device -> host, gather, host -> device
@@ -70,12 +137,48 @@ void ContextParallel::gather_keys(Tensor& full, const Tensor& local) {
   traffic_.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+void ContextParallel::finish_gathers() {
+#if MSATRAIN_HAVE_CUDA
+  if (!nccl_ || nccl_->pending.empty()) return;
+  NcclPath& n = *nccl_;
+  n.group.join();
+  for (const NcclPath::Pending& p : n.pending) {
+    Tensor& full = *p.full;
+    const int64_t batch = full.dim(0), width = full.numel() / (batch * seq_len_);
+    const int32_t* map = row_maps(batch).first;
+    cuda::permute_rows(full.raw(), false, n.gathered[p.buffer].raw(), false, map, batch * seq_len_, width);
+  }
+  n.pending.clear();
+#endif
+}
+
 void ContextParallel::scatter_key_grads(Tensor& local, const Tensor& full) {
-  synchronize(full.device());
-  const auto t0 = std::chrono::steady_clock::now();
-  // What travels: the rows themselves on the CPU, their fp32 sums on the host-staged GPU path.
+  // What travels: the rows themselves on the CPU, their fp32 sums on the GPU paths.
   const int64_t row_bytes = full.device() == Device::cpu ? int64_t(dtype_size(local.dtype())) : 4;
   traffic_.bytes_in += local.numel() * row_bytes * (size() - 1);
+#if MSATRAIN_HAVE_CUDA
+  if (nccl_ && full.device() == Device::cuda) {
+    int64_t batch = 0, width = 0;
+    check_shapes(full, local, batch, width);
+    MSA_CHECK(local.dtype() == DType::bf16, "context parallel over NCCL scatters bf16 key gradients");
+    NcclPath& n = *nccl_;
+    const int64_t count = local.numel();
+    if (!n.send32.defined() || n.send32.numel() < count * size()) {
+      n.send32 = Tensor::empty({count * size()}, DType::f32, Device::cuda);
+      n.recv32 = Tensor::empty({count}, DType::f32, Device::cuda);
+    }
+    if (n.recv32.numel() < count) n.recv32 = Tensor::empty({count}, DType::f32, Device::cuda);
+    // full (B, T, W) -> rank-major fp32 (cp, B, 2L, W): block r holds the rows rank r owns.
+    cuda::permute_rows(n.send32.raw(), true, full.raw(), false, row_maps(batch).second, size() * batch * local_len(),
+                       width);
+    n.group.reduce_scatter_sum_async(static_cast<float*>(n.send32.raw()), static_cast<float*>(n.recv32.raw()), count);
+    n.group.join();
+    cuda::convert(local.raw(), false, n.recv32.raw(), true, count);
+    return;
+  }
+#endif
+  synchronize(full.device());
+  const auto t0 = std::chrono::steady_clock::now();
   if (full.device() == Device::cpu) {
     scatter_host(local, full);
   } else {  // host-staged, and summed in fp32 on the host (MPI has no bf16 sum)
@@ -89,6 +192,23 @@ void ContextParallel::scatter_key_grads(Tensor& local, const Tensor& full) {
   }
   traffic_.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
+
+#if MSATRAIN_HAVE_CUDA
+std::pair<const int32_t*, const int32_t*> ContextParallel::row_maps(int64_t batch) {
+  NcclPath& n = *nccl_;
+  if (n.map_batch != batch) {  // built once per micro-batch size
+    const std::vector<int32_t> pack = full_row_of_gathered(batch);
+    std::vector<double> unpack(pack.size()), packd(pack.begin(), pack.end());
+    for (size_t j = 0; j < pack.size(); ++j) unpack[size_t(pack[j])] = double(j);
+    n.pack_map = Tensor::empty({int64_t(pack.size())}, DType::i32, Device::cuda);
+    n.unpack_map = Tensor::empty({int64_t(pack.size())}, DType::i32, Device::cuda);
+    n.pack_map.from_vector(packd);
+    n.unpack_map.from_vector(unpack);
+    n.map_batch = batch;
+  }
+  return {static_cast<const int32_t*>(n.unpack_map.raw()), static_cast<const int32_t*>(n.pack_map.raw())};
+}
+#endif
 
 void ContextParallel::gather_host(Tensor& full, const Tensor& local) {
   int64_t batch = 0, width = 0;

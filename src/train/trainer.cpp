@@ -83,8 +83,12 @@ Trainer::Trainer(const RunConfig& cfg, Comm& world, const std::string& resume)
     const std::string gpu = bind_gpu();
     if (is_root()) std::printf("msatrain: rank 0 on %s\n", gpu.c_str());
   }
+  // Every rank must take the same path (NCCL's setup is a collective): NCCL only if all ranks can.
+  const bool nccl_here = device == Device::cuda && nccl_usable(world_.size());
+  const bool nccl = world_.allreduce_min(nccl_here ? 1 : 0) == 1;
   if (grid_.cp_size() > 1) {
-    cp_ = std::make_unique<ContextParallel>(grid_.cp(), m.seq_len);
+    cp_ = std::make_unique<ContextParallel>(grid_.cp(), m.seq_len, nccl);
+    if (is_root() && cp_->uses_nccl()) std::printf("msatrain: context parallel keys gathered over NCCL\n");
     positions_ = cp_->local_positions();
   } else {
     positions_ = cp_local_positions(m.seq_len, 1, 0);  // the whole sequence
@@ -95,9 +99,6 @@ Trainer::Trainer(const RunConfig& cfg, Comm& world, const std::string& resume)
   Rng init_rng(static_cast<uint64_t>(cfg_.run.seed));
   model_->init_weights(init_rng);
   optim_ = std::make_unique<AdamW>(model_->params(), t);
-  // Every rank must take the same path (NCCL's setup is a collective): NCCL only if all ranks can.
-  const bool nccl_here = device == Device::cuda && nccl_usable(world_.size());
-  const bool nccl = world_.allreduce_min(nccl_here ? 1 : 0) == 1;
   reducer_ = std::make_unique<GradientReducer>(model_->params(), world_, grid_.ep_dp(), nccl);
   if (is_root() && reducer_->uses_nccl()) std::printf("msatrain: gradients summed with NCCL, overlapping the backward\n");
   const int64_t local = int64_t(positions_.size());

@@ -59,6 +59,43 @@ TEST(ContextParallelLayout, OneRankGatherAndScatterAreTheIdentity) {
   EXPECT_EQ(back.to_vector(), v);
 }
 
+// A group member that only knows its place (the layout needs no collective).
+class PlaceOnlyComm final : public Comm {
+ public:
+  PlaceOnlyComm(int rank, int size) : rank_(rank), size_(size) {}
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  void allreduce_sum(Tensor&) override { unused(); }
+  void allreduce_sum(double*, int64_t) override { unused(); }
+  double allreduce_max(double) override { unused(); }
+  int64_t allreduce_min(int64_t) override { unused(); }
+  void broadcast(void*, int64_t, int) override { unused(); }
+  void barrier() override { unused(); }
+  std::unique_ptr<Comm> split(int, int) override { unused(); }
+  [[noreturn]] void abort(int) override { std::abort(); }
+
+ private:
+  [[noreturn]] static void unused() { throw Error("PlaceOnlyComm: no collectives in this test"); }
+  int rank_, size_;
+};
+
+// The NCCL path's row map: the all-gather leaves rank r's local row (b, i) at rank-major row (r B + b) 2L + i,
+// which belongs at full row b T + pos_r[i]; over the group that is every full row exactly once.
+TEST(ContextParallelLayout, GatheredRowMapCoversTheSequenceOnce) {
+  PlaceOnlyComm comm(1, 2);
+  ContextParallel cp(comm, 8);  // chunks of 2: rank 0 holds 0 1 6 7, rank 1 holds 2 3 4 5
+  EXPECT_EQ(cp.full_row_of_gathered(1), (std::vector<int32_t>{0, 1, 6, 7, 2, 3, 4, 5}));
+  EXPECT_EQ(cp.full_row_of_gathered(2),
+            (std::vector<int32_t>{0, 1, 6, 7, 8, 9, 14, 15, 2, 3, 4, 5, 10, 11, 12, 13}));
+  PlaceOnlyComm four(3, 4);
+  ContextParallel cp4(four, 64);
+  std::vector<int32_t> rows = cp4.full_row_of_gathered(3);
+  std::sort(rows.begin(), rows.end());
+  std::vector<int32_t> all(3 * 64);
+  std::iota(all.begin(), all.end(), 0);
+  EXPECT_EQ(rows, all);
+}
+
 // Each cp rank's loader gives exactly its positions' tokens and targets of the windows the whole sequence has.
 TEST(ContextParallelLayout, LoaderHandsEachRankItsChunks) {
   testing_data::TempDir dir;

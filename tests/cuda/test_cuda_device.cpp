@@ -2,6 +2,7 @@
 #include <vector>
 
 #include "kernels/cuda/memory.h"
+#include "kernels/cuda/runtime.h"
 #include "tests/cuda/cuda_test_util.h"
 
 namespace msa::test {
@@ -24,6 +25,7 @@ TEST(CudaDevice, ErrorsNameStatementAndPlace) {
 // memory), a block larger than the current mapping grows it, and every allocation is counted.
 TEST(CudaDevice, ArenaReusesFreedBlocksAndCountsAllocations) {
   SKIP_WITHOUT_GPU();
+  cuda::compute_stream();  // the runtime's own buffers (cuBLASLt workspace, reduction slot) come first
   const int64_t before = cuda::device_allocations();
   void* a = cuda::device_alloc(3 << 20);
   const size_t mapped = cuda::device_arena_mapped_bytes();

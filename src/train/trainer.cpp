@@ -33,9 +33,9 @@ std::set<int64_t> parse_fault_steps() {
 // assignments routed to each of the `experts` experts.
 void set_moe_stats(StepStats& s, const std::vector<double>& sums, int64_t experts, int64_t global_tokens) {
   const size_t e = size_t(experts);
-  const double layers = double((sums.size() - 4) / e);
-  s.aux_loss = sums[0] / (double(global_tokens) * layers);
-  s.z_loss = sums[1] / (double(global_tokens) * layers);
+  const double layers = double((sums.size() - 4) / e);  // 0 when moe.dense_layers names every layer
+  s.aux_loss = layers > 0 ? sums[0] / (double(global_tokens) * layers) : 0.0;
+  s.z_loss = layers > 0 ? sums[1] / (double(global_tokens) * layers) : 0.0;
   s.dropped_share = sums[3] > 0 ? sums[2] / sums[3] : 0.0;
   for (size_t at = 4; at < sums.size(); at += e) {
     const double total = std::accumulate(sums.begin() + long(at), sums.begin() + long(at + e), 0.0);

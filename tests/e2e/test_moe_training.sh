@@ -25,6 +25,16 @@ print(f"ok: lm_loss {train[0]['lm_loss']:.3f} -> {train[-1]['lm_loss']:.3f}, "
       f"load {train[-1]['expert_load_max_over_mean']}, aux {train[-1]['aux_loss']:.3f}")
 PY
 
+# Every layer dense (moe.dense_layers names them all): no MoE statistics to average, and none of them NaN.
+"$BIN" "${run[@]}" --set parallel.dp=1 --set moe.dense_layers=0-1 --set train.steps=2 --set eval.every=0 --set run.dir="$TMP/all_dense" \
+  >/dev/null
+python3 - "$TMP/all_dense/metrics.jsonl" <<'PY'
+import json, math, sys
+for d in (json.loads(l) for l in open(sys.argv[1])):
+    assert math.isfinite(d['loss']) and d.get('aux_loss', 0) == 0 and d.get('z_loss', 0) == 0, d
+    assert all(math.isfinite(v) for v in d.values() if isinstance(v, float)), d
+PY
+
 bad=(train --config "$SRC/configs/tiny_moe.yaml" --set data.dir="$data" --set run.dir="$TMP/bad")
 expect_fail "ep does not divide the experts" "parallel.ep (4) must divide moe.n_experts (6)" \
   "$BIN" "${bad[@]}" --set moe.n_experts=6 --set parallel.dp=4 --set parallel.ep=4

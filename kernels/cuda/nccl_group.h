@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <vector>
 
 namespace msa::cuda {
 
@@ -20,6 +21,12 @@ class NcclGroup {
   void allreduce_sum_async(float* data, int64_t n);
   // The compute stream waits for every queued reduction (no host wait).
   void join();
+  // All-to-all of bytes by grouped point-to-point (ncclGroupStart, ncclSend / ncclRecv per peer, ncclGroupEnd):
+  // send holds send_bytes[p] bytes for rank p, rank by rank; recv gets recv_bytes[q] bytes from rank q, rank by
+  // rank (the counts must agree pairwise). Ordered after the compute stream's work so far; the compute stream
+  // then waits for it (no host wait).
+  void alltoallv(const void* send, const std::vector<int64_t>& send_bytes, void* recv,
+                 const std::vector<int64_t>& recv_bytes);
   // Ends the communicator at once (after a failure on some rank), so that no rank waits in NCCL forever.
   void abort() noexcept;
 

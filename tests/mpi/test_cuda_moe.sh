@@ -33,3 +33,15 @@ shares = [json.loads(l).get("dropped_token_share", 0) for l in open(sys.argv[1])
 print(f"dropped_token_share {shares}")
 assert max(shares) > 0
 PY
+
+# Checkpoints from the GPU hold every expert as a global tensor: saved at ep=2 after step 3 (then a crash in
+# step 4), resumed on one rank at ep=1, the run ends within bf16 tolerance of the one-rank run.
+MSATRAIN_INJECT_FAILURE=1:3 expect_fail "crash in step 4 at ep=2" "injected failure" \
+  env MSATRAIN_NCCL=0 "$MPIRUN" 2 "$BIN" "${common[@]}" --set parallel.dp=2 --set parallel.ep=2 \
+  --set checkpoint.every=3 --set run.dir="$TMP/resumed"
+"$BIN" ckpt inspect "$TMP/resumed/checkpoints/step_00000003.h5" >"$TMP/inspect.txt"
+[[ $(grep -cE '^  params/layers.[01].ffn.experts.[0-7].w(13|2) ' "$TMP/inspect.txt") == 32 ]] ||
+  fail "the ep=2 GPU checkpoint does not hold 2 layers x 8 experts x 2 tensors"
+"$MPIRUN" 1 "$BIN" "${common[@]}" --set parallel.dp=1 --set parallel.ep=1 --set checkpoint.every=3 \
+  --set run.dir="$TMP/resumed" --resume auto >"$TMP/resumed.log" 2>&1 || fail "resume: $(tail -n 5 "$TMP/resumed.log")"
+same_steps "$TMP/np1/metrics.jsonl" "$TMP/resumed/metrics.jsonl" 5 2e-3 "${keys[@]}"

@@ -45,10 +45,8 @@ float time_algo(const Plan& p, const cublasLtMatmulAlgo_t& algo, const void* a, 
   return ms;
 }
 
-// cuBLASLt's first heuristic choice is sometimes several times slower than its fifth (seen on H100 for
-// 16384x1536x1024), so the plan times the top candidates once, on the call's own inputs and output (see below),
-// and keeps the fastest.
-Plan make_plan(const Key& key, const void* a, const void* b, void* c) {
+// The descriptors of one shape (no algorithm chosen yet).
+Plan make_descriptors(const Key& key) {
   const auto [m, n, k, ta, tb, c_f32, accumulate] = key;
   Plan p;
   CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -60,6 +58,14 @@ Plan make_plan(const Key& key, const void* a, const void* b, void* c) {
   // Second operand: a, stored (M, K) -> column-major (K, M), or (K, M) -> (M, K) when transposed.
   CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.lb, CUDA_R_16BF, ta ? m : k, ta ? k : m, ta ? m : k));
   CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.lc, c_f32 ? CUDA_R_32F : CUDA_R_16BF, n, m, n));
+  return p;
+}
+
+// cuBLASLt's first heuristic choice is sometimes several times slower than its fifth (seen on H100 for
+// 16384x1536x1024), so the plan times the top candidates once, on the call's own inputs and output (see below),
+// and keeps the fastest.
+void choose_algo(Plan& p, const Key& key, const void* a, const void* b, void* c) {
+  const auto [m, n, k, ta, tb, c_f32, accumulate] = key;
   cublasLtMatmulPreference_t pref;
   CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   const size_t ws = blaslt_workspace_bytes();
@@ -87,17 +93,41 @@ Plan make_plan(const Key& key, const void* a, const void* b, void* c) {
       if (ms < best) best = ms, p.algo = results[i].algo;
     }
   }
-  return p;
 }
 
-// Plans by shape, built once: a training step calls the same few dozen shapes over and over.
+// The row counts of the MoE experts' GEMMs (m, or k for their weight gradients) change with the routing every
+// step: timing candidates for each new shape would cost far more than the GEMMs. So the timed choice is kept per
+// bucket (m and k rounded up to a multiple of 1024, or of 128 below 1024), and a new shape of a tuned bucket
+// takes the bucket's algorithm when cuBLASLt accepts it for that shape (cublasLtMatmulAlgoCheck). Bucket
+// boundaries (the dense GEMMs) are timed themselves.
+int64_t bucket(int64_t x) { return x < 1024 ? (x + 127) / 128 * 128 : (x + 1023) / 1024 * 1024; }
+
+// Plans by shape, built once: a dense training step calls the same few dozen shapes over and over.
 Plan& plan_for(const Key& key, const void* a, const void* b, void* c) {
   static std::mutex mu;
   static std::map<Key, Plan> plans;
+  static std::map<Key, cublasLtMatmulAlgo_t> tuned;  // by bucket
   std::lock_guard<std::mutex> lock(mu);
   auto it = plans.find(key);
-  if (it == plans.end()) it = plans.emplace(key, make_plan(key, a, b, c)).first;
-  return it->second;
+  if (it != plans.end()) return it->second;
+  const auto [m, n, k, ta, tb, c_f32, accumulate] = key;
+  const Key bkey{bucket(m), n, bucket(k), ta, tb, c_f32, accumulate};
+  Plan p = make_descriptors(key);
+  bool have = false;
+  // A shape on a bucket boundary (the dense model's, rows a multiple of 1024) is always timed itself.
+  const bool ragged = bkey != Key{m, n, k, ta, tb, c_f32, accumulate};
+  if (auto t = tuned.find(bkey); ragged && t != tuned.end()) {
+    cublasLtMatmulHeuristicResult_t check{};
+    have = cublasLtMatmulAlgoCheck(blaslt_handle(), p.desc, p.la, p.lb, p.lc, p.lc, &t->second, &check) ==
+               CUBLAS_STATUS_SUCCESS &&
+           check.workspaceSize <= blaslt_workspace_bytes();
+    if (have) p.algo = t->second;
+  }
+  if (!have) {
+    choose_algo(p, key, a, b, c);
+    tuned.emplace(bkey, p.algo);
+  }
+  return plans.emplace(key, p).first->second;
 }
 
 }  // namespace

@@ -172,6 +172,10 @@ void copy_bytes(void* dst, const void* src, size_t bytes, CopyKind kind) {
   if (kind != CopyKind::device_to_device) CUDA_CHECK(cudaStreamSynchronize(s));  // host memory is pageable
 }
 
+void upload_async(void* dst, const void* src, size_t bytes) {
+  if (bytes) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, compute_stream()));
+}
+
 void zero_bytes(void* ptr, size_t bytes) {
   if (bytes) CUDA_CHECK(cudaMemsetAsync(ptr, 0, bytes, compute_stream()));
 }

@@ -16,6 +16,9 @@ int64_t device_allocations();           // device_alloc calls since the process 
 size_t device_arena_mapped_bytes();     // physical memory the arena holds (0 on the cudaMalloc fallback)
 // Ordered after earlier work on the compute stream; copies to the host wait for it.
 void copy_bytes(void* dst, const void* src, size_t bytes, CopyKind kind);
+// Host to device on the compute stream without waiting: the driver stages pageable host memory before the call
+// returns, so src may be reused at once (small uploads such as row lists; src must not be pinned memory).
+void upload_async(void* dst, const void* src, size_t bytes);
 void zero_bytes(void* ptr, size_t bytes);
 void synchronize();  // the compute stream
 

@@ -98,6 +98,27 @@ void NcclGroup::join() {
   CUDA_CHECK(cudaStreamWaitEvent(compute_stream(), s_->done, 0));
 }
 
+void NcclGroup::alltoallv(const void* send, const std::vector<int64_t>& send_bytes, void* recv,
+                          const std::vector<int64_t>& recv_bytes) {
+  int size = 0;
+  NCCL_CHECK(ncclCommCount(s_->comm, &size));
+  if (int64_t(send_bytes.size()) != size || int64_t(recv_bytes.size()) != size)
+    fail("alltoallv needs one count per rank", "NcclGroup::alltoallv", __FILE__, __LINE__);
+  CUDA_CHECK(cudaEventRecord(s_->ready, compute_stream()));
+  CUDA_CHECK(cudaStreamWaitEvent(s_->stream, s_->ready, 0));
+  const char* from = static_cast<const char*>(send);
+  char* to = static_cast<char*>(recv);
+  NCCL_CHECK(ncclGroupStart());
+  for (int p = 0; p < size; ++p) {  // empty messages are left out on both sides (the counts agree pairwise)
+    if (send_bytes[p] > 0) NCCL_CHECK(ncclSend(from, size_t(send_bytes[p]), ncclChar, p, s_->comm, s_->stream));
+    if (recv_bytes[p] > 0) NCCL_CHECK(ncclRecv(to, size_t(recv_bytes[p]), ncclChar, p, s_->comm, s_->stream));
+    from += send_bytes[p];
+    to += recv_bytes[p];
+  }
+  NCCL_CHECK(ncclGroupEnd());
+  join();
+}
+
 void NcclGroup::abort() noexcept {
   if (s_->comm) ncclCommAbort(s_->comm);
   s_->comm = nullptr;

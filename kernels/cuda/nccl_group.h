@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <vector>
 
 namespace msa::cuda {
 
@@ -29,6 +30,12 @@ class NcclGroup {
   // Timed groups: seconds the communication stream spent in the collectives queued since the last call (waits
   // for them); 0 for an untimed group.
   double take_busy_seconds();
+  // All-to-all of bytes by grouped point-to-point (ncclGroupStart, ncclSend / ncclRecv per peer, ncclGroupEnd):
+  // send holds send_bytes[p] bytes for rank p, rank by rank; recv gets recv_bytes[q] bytes from rank q, rank by
+  // rank (the counts must agree pairwise). Ordered after the compute stream's work so far; the compute stream
+  // then waits for it (no host wait).
+  void alltoallv(const void* send, const std::vector<int64_t>& send_bytes, void* recv,
+                 const std::vector<int64_t>& recv_bytes);
   // Ends the communicator at once (after a failure on some rank), so that no rank waits in NCCL forever.
   void abort() noexcept;
 

@@ -20,6 +20,9 @@ MPI_Datatype mpi_type(DType t) {
   return MPI_DATATYPE_NULL;
 }
 
+// For moving values without arithmetic: any dtype, bf16 included, as its bit pattern.
+MPI_Datatype move_type(DType t) { return t == DType::bf16 ? MPI_UINT16_T : mpi_type(t); }
+
 // MPI counts are int: larger messages need chunking, which no caller needs yet.
 int count(int64_t n) {
   MSA_CHECK(n <= INT32_MAX, "MPI message of " << n << " elements exceeds the int count");
@@ -93,7 +96,7 @@ class MpiComm final : public Comm {
       sc[p] = int(send_counts[p]), sd[p] = int(so), rc[p] = int(recv_counts[p]), rd[p] = int(ro);
       so += send_counts[p], ro += recv_counts[p];
     }
-    const MPI_Datatype t = mpi_type(dtype);
+    const MPI_Datatype t = move_type(dtype);
     MPI_Alltoallv(send, sc.data(), sd.data(), t, recv, rc.data(), rd.data(), t, comm_);
   }
   [[noreturn]] void abort(int code) override {

@@ -226,9 +226,10 @@ void check_cross_fields(const LoadState& s) {
     fail_keys(s, {"device", "model.head_dim"},
               "model.head_dim " + value_of(c, "model.head_dim") +
                   " has no GPU attention kernel: the fused attention takes head dims 32, 64 and 128");
-  if (c.device == "cuda" && c.model.ffn == "moe")
-    fail_keys(s, {"device", "model.ffn"},
-              "model.ffn 'moe' has no GPU kernels yet: use device 'cpu' or model.ffn 'dense'");
+  if (c.device == "cuda" && c.model.ffn == "moe" && c.moe.n_experts > 2048)  // kernels/cuda/moe.cu's router
+    fail_keys(s, {"device", "moe.n_experts"},
+              "moe.n_experts (" + value_of(c, "moe.n_experts") +
+                  ") is more than the GPU router takes (2048): use fewer experts or device 'cpu'");
   const AttentionConfig& a = c.attention;
   if (a.sink_blocks + (a.force_local ? 1 : 0) > a.topk_blocks)
     fail_keys(s, {"attention.sink_blocks", "attention.force_local", "attention.topk_blocks"},

@@ -88,4 +88,18 @@ std::string device_profile_report() {
 #endif
 }
 
+#if MSATRAIN_HAVE_CUDA
+struct ProfileScope::Impl {
+  cuda::OpScope scope;
+  explicit Impl(const char* name) : scope(name) {}
+};
+ProfileScope::ProfileScope(Device d, const char* name) {
+  if (d == Device::cuda && cuda::profiling_enabled()) impl_ = std::make_unique<Impl>(name);
+}
+#else
+struct ProfileScope::Impl {};
+ProfileScope::ProfileScope(Device, const char*) {}
+#endif
+ProfileScope::~ProfileScope() = default;
+
 }  // namespace msa

@@ -1,6 +1,7 @@
 // Which compute device this process uses. The one place outside kernels/ and ops/ that knows whether the build
 // has a CUDA backend.
 #pragma once
+#include <memory>
 #include <string>
 
 #include "core/tensor.h"
@@ -28,5 +29,19 @@ double device_arena_gib(Device d);
 // The per-op GPU time table when MSATRAIN_PROFILE_OPS=1 (kernels/cuda/op_profile.h), else "".
 std::string device_profile_report();
 void device_profile_reset();
+
+// Names the GPU work queued while it lives (code outside ops/, e.g. an exchange) in that per-op table; nothing
+// on the CPU or when profiling is off.
+class ProfileScope {
+ public:
+  ProfileScope(Device d, const char* name);
+  ~ProfileScope();
+  ProfileScope(const ProfileScope&) = delete;
+  ProfileScope& operator=(const ProfileScope&) = delete;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace msa

@@ -1,6 +1,8 @@
 // What every layer of one model shares: the micro-batch geometry, the token positions and RoPE tables, and the
 // scratch buffers the backward pass reuses from layer to layer (allocated once, never inside a step).
 #pragma once
+#include <memory>
+
 #include "config/config.h"
 #include "core/tensor.h"
 
@@ -8,6 +10,7 @@ namespace msa {
 
 class Comm;
 class ContextParallel;
+class RowExchange;
 
 enum class MsaPhase { warmup, sparse };  // spec §5: dense Main Branch while the indexer warms up, then sparse
 
@@ -24,6 +27,8 @@ struct LayerContext {
   AttentionConfig attn;  // MSA knobs
   MoeConfig moe;         // MoE knobs (used by the layers built as MoE)
   Comm* ep_comm = nullptr;  // the expert-parallel group; nullptr = this rank holds every expert
+  // How MoE layers move rows over ep_comm (moe_dispatch.h); made by the first MoE layer, shared by the rest.
+  std::shared_ptr<RowExchange> ep_exchange;
   MsaPhase phase = MsaPhase::sparse;
   LossWeights weights;
   bool measure_recall = false;  // MSA layers measure index_recall in this forward

@@ -1,7 +1,14 @@
 #include "model/moe_dispatch.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
+
+#include "core/device.h"
+
+#if MSATRAIN_HAVE_CUDA
+#include "kernels/cuda/nccl_group.h"
+#endif
 
 namespace msa {
 
@@ -67,22 +74,66 @@ DispatchPlan plan_dispatch(const Tensor& idx, const MoeConfig& cfg, Comm* comm) 
   return p;
 }
 
-void exchange_rows(Comm* comm, const Tensor& send, const std::vector<int64_t>& send_counts, Tensor& recv,
-                   const std::vector<int64_t>& recv_counts) {
+#if MSATRAIN_HAVE_CUDA
+struct RowExchange::Nccl {
+  cuda::NcclGroup group;
+  explicit Nccl(Comm& comm)
+      : group(comm.rank(), comm.size(), [&](void* data, int64_t bytes) { comm.broadcast(data, bytes, 0); }) {}
+};
+#else
+struct RowExchange::Nccl {};
+#endif
+
+RowExchange::RowExchange(Comm* comm) : comm_(comm) {}
+RowExchange::~RowExchange() = default;
+
+void RowExchange::use_nccl() {
+#if MSATRAIN_HAVE_CUDA
+  if (comm_ && !nccl_) nccl_ = std::make_unique<Nccl>(*comm_);
+#else
+  MSA_CHECK(false, "NCCL needs the CUDA backend");
+#endif
+}
+
+void RowExchange::exchange(const Tensor& send, const std::vector<int64_t>& send_counts, Tensor& recv,
+                           const std::vector<int64_t>& recv_counts) {
   const int64_t cols = send.dim(-1);
   const int64_t sent = std::accumulate(send_counts.begin(), send_counts.end(), int64_t(0));
   const int64_t got = std::accumulate(recv_counts.begin(), recv_counts.end(), int64_t(0));
-  MSA_CHECK(send.dim(0) == sent && recv.dim(0) == got && recv.dim(-1) == cols && send.dtype() == recv.dtype(),
+  MSA_CHECK(send.dim(0) == sent && recv.dim(0) == got && recv.dim(-1) == cols && send.dtype() == recv.dtype() &&
+                send.device() == recv.device(),
             "exchange_rows: send " << shape_str(send.shape()) << " for " << sent << " rows, recv "
                                    << shape_str(recv.shape()) << " for " << got);
-  if (!comm) {
+  ProfileScope scope(send.device(), "moe_exchange");
+  if (!comm_ || comm_->size() == 1) {
     if (sent > 0) recv.copy_from(send);
     return;
   }
   std::vector<int64_t> sc(send_counts), rc(recv_counts);
   for (auto& c : sc) c *= cols;
   for (auto& c : rc) c *= cols;
-  comm->alltoallv(send.raw(), sc, recv.raw(), rc, send.dtype());
+  if (send.device() == Device::cpu) {
+    comm_->alltoallv(send.raw(), sc, recv.raw(), rc, send.dtype());
+    return;
+  }
+#if MSATRAIN_HAVE_CUDA
+  if (nccl_) {
+    const int64_t bytes = int64_t(dtype_size(send.dtype()));
+    for (auto& c : sc) c *= bytes;
+    for (auto& c : rc) c *= bytes;
+    nccl_->group.alltoallv(send.raw(), sc, recv.raw(), rc);
+    return;
+  }
+#endif
+  // Host-staged (ranks sharing one GPU): the staging buffers grow to the largest exchange, then stay.
+  if (host_send_.numel() < std::max<int64_t>(1, sent * cols) || host_send_.dtype() != send.dtype())
+    host_send_ = Tensor::empty({std::max<int64_t>(1, sent * cols)}, send.dtype());
+  if (host_recv_.numel() < std::max<int64_t>(1, got * cols) || host_recv_.dtype() != send.dtype())
+    host_recv_ = Tensor::empty({std::max<int64_t>(1, got * cols)}, send.dtype());
+  Tensor hs = host_send_.slice(0, sent * cols), hr = host_recv_.slice(0, got * cols);
+  if (sent > 0) hs.copy_from(send);
+  comm_->alltoallv(hs.raw(), sc, hr.raw(), rc, send.dtype());
+  if (got > 0) recv.copy_from(hr);
 }
 
 }  // namespace msa

@@ -10,6 +10,7 @@
 // The per-(rank, local expert) row counts go first (alltoall), then the rows (alltoallv); results return along
 // the same path with the counts swapped.
 #pragma once
+#include <memory>
 #include <vector>
 
 #include "comm/comm.h"
@@ -38,9 +39,30 @@ int64_t expert_capacity(const MoeConfig& cfg, int64_t tokens);
 // Collective over comm (exchanges the counts).
 DispatchPlan plan_dispatch(const Tensor& idx, const MoeConfig& cfg, Comm* comm);
 
-// Sends rows (one row = cols values) to the ep ranks: send holds send_counts[p] rows for rank p, rank by rank;
-// recv (sum recv_counts, cols) gets them rank by rank. Collective over comm; a copy when comm is nullptr.
-void exchange_rows(Comm* comm, const Tensor& send, const std::vector<int64_t>& send_counts, Tensor& recv,
-                   const std::vector<int64_t>& recv_counts);
+// Moves rows between the ranks of the ep group. Host rows go through MPI. Device rows go through NCCL grouped
+// send/recv once use_nccl() was called (every rank of the job on its own GPU: the trainer decides, as for the
+// gradients), else they are staged through host memory (device -> host, MPI alltoallv, host -> device), which is
+// what ranks sharing one GPU need. On one rank (comm nullptr or of size 1) it is a copy.
+class RowExchange {
+ public:
+  explicit RowExchange(Comm* comm);
+  ~RowExchange();
+  RowExchange(const RowExchange&) = delete;
+  RowExchange& operator=(const RowExchange&) = delete;
+
+  // From now on device rows travel by NCCL over the group. Collective over comm (creates the communicator).
+  void use_nccl();
+  bool uses_nccl() const { return nccl_ != nullptr; }
+  // send holds send_counts[p] rows (of send.dim(-1) values) for rank p, rank by rank; recv (sum recv_counts,
+  // cols) gets them rank by rank. Collective over comm.
+  void exchange(const Tensor& send, const std::vector<int64_t>& send_counts, Tensor& recv,
+                const std::vector<int64_t>& recv_counts);
+
+ private:
+  struct Nccl;
+  Comm* comm_;
+  std::unique_ptr<Nccl> nccl_;
+  Tensor host_send_, host_recv_;  // staging for device rows without NCCL, grown to the largest exchange
+};
 
 }  // namespace msa

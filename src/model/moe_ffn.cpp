@@ -36,7 +36,9 @@ MoEFFN::MoEFFN(const std::string& prefix, LayerContext& ctx)
     shared_ = std::make_unique<ExpertSet>(std::vector<std::string>{prefix + ".shared"}, std::vector<int64_t>{-1}, c,
                                           cfg_.shared_experts * cfg_.d_ff, ctx.dtype, ctx.device);
   out_ = Tensor::zeros({n, c}, ctx.dtype, ctx.device);
-  dgates_ = Tensor::zeros({n, cfg_.top_k}, ctx.dtype, ctx.device);
+  dgates_ = Tensor::zeros({n, cfg_.top_k}, ctx.stat_dtype(), ctx.device);  // the router's gates' dtype
+  if (ctx.device != Device::cpu) idx_host_ = Tensor::zeros({n, cfg_.top_k}, DType::i32);
+  if (!ctx.ep_exchange) ctx.ep_exchange = std::make_shared<RowExchange>(ctx.ep_comm);  // shared by the MoE layers
 }
 
 void MoEFFN::collect(ParamList& ps) {
@@ -51,7 +53,12 @@ const Tensor& MoEFFN::forward(const Tensor& x) {
   const Device dev = ctx_.device;
   weight_ = ctx_.weights.moe;
   router_.forward(x);
-  plan_ = plan_dispatch(router_.idx(), cfg_, ctx_.ep_comm);
+  if (dev == Device::cpu) {
+    plan_ = plan_dispatch(router_.idx(), cfg_, ctx_.ep_comm);
+  } else {
+    idx_host_.copy_from(router_.idx());  // the plan is made on the host: it sizes the exchange
+    plan_ = plan_dispatch(idx_host_, cfg_, ctx_.ep_comm);
+  }
   const int64_t a = int64_t(plan_.token.size()), r = int64_t(plan_.expert_order.size());
   const std::vector<double> gates = router_.gates().to_vector();
   gate_of_row_.resize(size_t(a));
@@ -62,7 +69,7 @@ const Tensor& MoEFFN::forward(const Tensor& x) {
   Tensor recv = grow_rows(recv_buf_, r, c, dt, dev);
   xe_ = grow_rows(xe_buf_, r, c, dt, dev);
   ops::gather_rows(send, x, plan_.token);                                // (A, C)
-  exchange_rows(ctx_.ep_comm, send, plan_.send_counts, recv, plan_.recv_counts);  // (R, C) by source rank
+  ctx_.ep_exchange->exchange(send, plan_.send_counts, recv, plan_.recv_counts);  // (R, C) by source rank
   ops::gather_rows(xe_, recv, plan_.expert_order);                       // (R, C) by local expert
   // Experts, then back: expert-major -> received order -> the source rank's send order.
   Tensor ye = grow_rows(ye_buf_, r, c, dt, dev);
@@ -70,7 +77,7 @@ const Tensor& MoEFFN::forward(const Tensor& x) {
   recv.zero_();
   ops::scatter_add_rows(recv, ye, plan_.expert_order);
   y_send_ = grow_rows(y_send_buf_, a, c, dt, dev);
-  exchange_rows(ctx_.ep_comm, recv, plan_.recv_counts, y_send_, plan_.send_counts);
+  ctx_.ep_exchange->exchange(recv, plan_.recv_counts, y_send_, plan_.send_counts);
   // Combine: out[t] = shared(x)[t] + sum over t's kept slots of gate * expert output, slots in send order.
   if (shared_) {
     shared_->forward(out_, x, {0, n});
@@ -113,13 +120,13 @@ void MoEFFN::backward(Tensor& dx, const Tensor& dout, const Tensor& x) {
   Tensor recv = grow_rows(recv_buf_, r, c, dt, dev);
   Tensor dye = grow_rows(ye_buf_, r, c, dt, dev);
   ops::gather_rows(send, dout, plan_.token, gate_of_row_);
-  exchange_rows(ctx_.ep_comm, send, plan_.send_counts, recv, plan_.recv_counts);
+  ctx_.ep_exchange->exchange(send, plan_.send_counts, recv, plan_.recv_counts);
   ops::gather_rows(dye, recv, plan_.expert_order);
   Tensor dxe = grow_rows(y_send_buf_, r, c, dt, dev);  // y_send_ is not needed any more (dgate is taken)
   experts_.backward(dxe, dye, xe_, plan_.offsets);
   recv.zero_();
   ops::scatter_add_rows(recv, dxe, plan_.expert_order);
-  exchange_rows(ctx_.ep_comm, recv, plan_.recv_counts, send, plan_.send_counts);
+  ctx_.ep_exchange->exchange(recv, plan_.recv_counts, send, plan_.send_counts);
   // dx = shared experts' dx + the routed rows' dx + the router's dx.
   if (shared_) {
     shared_->backward(dx, dout, x, {0, n});

@@ -39,6 +39,7 @@ class MoEFFN final : public FFNLayer {
   double weight_ = 0;                // ctx.weights.moe at the last forward
   Tensor out_;                       // (N, C)
   Tensor dgates_;                    // (N, k)
+  Tensor idx_host_;                  // (N, k) int32: the router's choices on the host (device runs)
   // Row buffers (grown as routing needs): sent (A, C), received (R, C), expert-major (R, C).
   Tensor send_buf_, recv_buf_, xe_buf_, ye_buf_, y_send_buf_;
   Tensor xe_, y_send_;               // the last forward's expert inputs (R, C) and returned outputs (A, C)

@@ -9,11 +9,14 @@ MoeRouter::MoeRouter(const std::string& name, const MoeConfig& cfg, int64_t rows
                      Device device)
     : cfg_(cfg), w_(name, {cfg.n_experts, d_model}, dtype, device, ParamKind::matrix) {
   const int64_t e = cfg.n_experts, k = cfg.top_k;
-  logits_ = Tensor::zeros({rows, e}, dtype, device);
-  scores_ = Tensor::zeros({rows, e}, dtype, device);
+  // With bf16 activations the logits come out of the GEMM in fp32 and the routing math stays fp32 (close scores
+  // must not flip experts by rounding); dlogits feeds the two bf16 GEMMs of the backward.
+  const DType stat = dtype == DType::bf16 ? DType::f32 : dtype;
+  logits_ = Tensor::zeros({rows, e}, stat, device);
+  scores_ = Tensor::zeros({rows, e}, stat, device);
   idx_ = Tensor::zeros({rows, k}, DType::i32, device);
-  gates_ = Tensor::zeros({rows, k}, dtype, device);
-  lse_ = Tensor::zeros({rows}, dtype, device);
+  gates_ = Tensor::zeros({rows, k}, stat, device);
+  lse_ = Tensor::zeros({rows}, stat, device);
   dlogits_ = Tensor::zeros({rows, e}, dtype, device);
 }
 

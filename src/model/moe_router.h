@@ -11,14 +11,14 @@ class MoeRouter {
  public:
   MoeRouter(const std::string& name, const MoeConfig& cfg, int64_t rows, int64_t d_model, DType dtype, Device device);
   void forward(const Tensor& x);  // x (N, C) -> logits, scores, idx, gates, lse
-  // dgates (N, k): d(loss)/d(gates); aux_grad (E): d(loss)/d(score of expert e), the same for every token;
+  // dgates (N, k) in the gates' dtype: d(loss)/d(gates); aux_grad (E): d(loss)/d(score of expert e), the same for every token;
   // z_coef: weight of sum_t lse_t^2. dWr accumulated, dx (N, C) accumulated.
   void backward(Tensor& dx, const Tensor& x, const Tensor& dgates, const std::vector<double>& aux_grad, double z_coef);
   void collect(ParamList& ps) { ps.push_back(&w_); }
 
   const Tensor& scores() const { return scores_; }  // (N, E)
   const Tensor& idx() const { return idx_; }        // (N, k) int32 expert ids, best first
-  const Tensor& gates() const { return gates_; }    // (N, k)
+  const Tensor& gates() const { return gates_; }    // (N, k); router tensors are fp32 when activations are bf16
   const Tensor& lse() const { return lse_; }        // (N)
 
  private:

@@ -3,6 +3,7 @@
 // the CUDA backend. Shapes are checked by the caller in ops_cpu.cpp.
 #pragma once
 #include "ops/ops.h"
+#include "ops/ops_moe.h"
 
 namespace msa::ops::gpu {
 
@@ -31,5 +32,16 @@ double sum_squares(const std::vector<const Tensor*>& xs);
 double sum(const Tensor& x);
 bool all_finite(const Tensor& x);
 void adamw_update(Tensor& p, Tensor& m, Tensor& v, const Tensor& g, const AdamWHyper& h, Tensor* value);
+
+// The MoE ops of ops_moe.h (ops_moe_cuda.cpp): router tensors fp32 (dlogits bf16 or fp32), rows bf16.
+void moe_route_forward(Tensor& scores, Tensor& idx, Tensor& gates, Tensor& lse, const Tensor& logits, int64_t k,
+                       bool sigmoid, bool renorm);
+void moe_route_backward(Tensor& dlogits, const Tensor& dgates, const Tensor& scores, const Tensor& idx,
+                        const Tensor& gates, const Tensor& lse, const Tensor& logits,
+                        const std::vector<double>& aux_grad, double z_coef, bool sigmoid, bool renorm);
+void gather_rows(Tensor& dst, const Tensor& src, const std::vector<int64_t>& rows, const std::vector<double>& scale);
+void scatter_add_rows(Tensor& dst, const Tensor& src, const std::vector<int64_t>& rows,
+                      const std::vector<double>& scale);
+void row_dots(std::vector<double>& out, const Tensor& a, const std::vector<int64_t>& rows, const Tensor& b);
 
 }  // namespace msa::ops::gpu

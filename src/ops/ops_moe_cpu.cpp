@@ -1,14 +1,23 @@
-// CPU dispatch of the MoE ops (ops_moe.h) to kernels/cpu/moe_router.h and plain row loops, float and double.
+// Dispatch of the MoE ops (ops_moe.h): shape and row checks, then device tensors to ops_moe_cuda.cpp and host
+// tensors to kernels/cpu/moe_router.h and plain row loops, float and double.
 #include "kernels/cpu/moe_router.h"
 #include "ops/ops.h"
 #include "ops/ops_moe.h"
+
+#if MSATRAIN_HAVE_CUDA
+#include "ops/ops_cuda.h"
+#define ON_GPU(t, call) \
+  if ((t).device() == Device::cuda) return call
+#else
+#define ON_GPU(t, call) MSA_CHECK((t).device() == Device::cpu, "device tensors need the CUDA backend")
+#endif
 
 namespace msa::ops {
 namespace {
 
 template <class F>
 void dispatch_float(const Tensor& t, F&& body) {
-  MSA_CHECK(t.device() == Device::cpu, "this MoE op has no kernel for device tensors yet");
+  MSA_CHECK(t.device() == Device::cpu, "MoE op: mixed host and device tensors");
   switch (t.dtype()) {
     case DType::f32: body(float{}); break;
     case DType::f64: body(double{}); break;
@@ -30,6 +39,7 @@ void moe_route_forward(Tensor& scores, Tensor& idx, Tensor& gates, Tensor& lse, 
   MSA_CHECK(scores.numel() == n * e && idx.numel() == n * k && gates.numel() == n * k && lse.numel() == n &&
                 idx.dtype() == DType::i32,
             "moe_route_forward shapes");
+  ON_GPU(logits, gpu::moe_route_forward(scores, idx, gates, lse, logits, k, sigmoid, renorm));
   dispatch_float(logits, [&](auto tag) {
     using T = decltype(tag);
     cpu::moe_route_forward<T>(scores.data<T>(), idx.data<int32_t>(), gates.data<T>(), lse.data<T>(),
@@ -44,6 +54,8 @@ void moe_route_backward(Tensor& dlogits, const Tensor& dgates, const Tensor& sco
   MSA_CHECK(dlogits.numel() == n * e && dgates.numel() == n * k && scores.numel() == n * e && gates.numel() == n * k &&
                 lse.numel() == n && int64_t(aux_grad.size()) == e,
             "moe_route_backward shapes");
+  ON_GPU(logits, gpu::moe_route_backward(dlogits, dgates, scores, idx, gates, lse, logits, aux_grad, z_coef, sigmoid,
+                                         renorm));
   dispatch_float(logits, [&](auto tag) {
     using T = decltype(tag);
     cpu::moe_route_backward<T>(dlogits.data<T>(), dgates.data<T>(), scores.data<T>(), idx.data<int32_t>(),
@@ -56,6 +68,7 @@ void gather_rows(Tensor& dst, const Tensor& src, const std::vector<int64_t>& row
   const int64_t c = src.dim(-1), m = int64_t(rows.size());
   MSA_CHECK(dst.numel() == m * c && (scale.empty() || int64_t(scale.size()) == m), "gather_rows shapes");
   check_rows(rows, src.numel() / c, "gather_rows");
+  ON_GPU(src, gpu::gather_rows(dst, src, rows, scale));
   dispatch_float(src, [&](auto tag) {
     using T = decltype(tag);
     const T* s = src.data<T>();
@@ -74,6 +87,7 @@ void scatter_add_rows(Tensor& dst, const Tensor& src, const std::vector<int64_t>
   const int64_t c = dst.dim(-1), m = int64_t(rows.size());
   MSA_CHECK(src.numel() == m * c && (scale.empty() || int64_t(scale.size()) == m), "scatter_add_rows shapes");
   check_rows(rows, dst.numel() / c, "scatter_add_rows");
+  ON_GPU(dst, gpu::scatter_add_rows(dst, src, rows, scale));
   dispatch_float(dst, [&](auto tag) {
     using T = decltype(tag);
     const T* s = src.data<T>();
@@ -91,6 +105,7 @@ void row_dots(std::vector<double>& out, const Tensor& a, const std::vector<int64
   const int64_t c = a.dim(-1), m = int64_t(rows.size());
   MSA_CHECK(b.numel() == m * c, "row_dots shapes");
   check_rows(rows, a.numel() / c, "row_dots");
+  ON_GPU(a, gpu::row_dots(out, a, rows, b));
   out.assign(size_t(m), 0.0);
   dispatch_float(a, [&](auto tag) {
     using T = decltype(tag);

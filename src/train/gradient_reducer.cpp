@@ -24,6 +24,8 @@ GradientReducer::GradientReducer(const ParamList& params, Comm& world, Comm& ep_
     : params_(params), world_(world), ep_dp_(ep_dp) {
 #if MSATRAIN_HAVE_CUDA
   if (use_nccl) nccl_ = std::make_unique<Nccl>(world);
+  // Experts sum over ep_dp: the world's communicator when that is the world (ep = 1), else one of its own.
+  if (use_nccl && ep_dp.size() > 1 && ep_dp.size() < world.size()) ep_dp_nccl_ = std::make_unique<Nccl>(ep_dp);
 #else
   MSA_CHECK(!use_nccl, "NCCL needs the CUDA backend");
 #endif
@@ -34,9 +36,11 @@ GradientReducer::~GradientReducer() = default;
 void GradientReducer::ready(const ParamList& done) {
 #if MSATRAIN_HAVE_CUDA
   if (!nccl_) return;
+  Nccl* expert_group = ep_dp_.size() == world_.size() ? nccl_.get() : ep_dp_nccl_.get();
   for (Param* p : done) {
-    if (p->expert >= 0 || !started_.insert(p).second) continue;  // experts: over ep_dp in finish()
-    nccl_->group.allreduce_sum_async(static_cast<float*>(p->grad.raw()), p->grad.numel());
+    Nccl* group = p->expert >= 0 ? expert_group : nccl_.get();
+    if (!group || !started_.insert(p).second) continue;  // no group: ep_dp has one rank, nothing to sum
+    group->group.allreduce_sum_async(static_cast<float*>(p->grad.raw()), p->grad.numel());
   }
 #endif
 }
@@ -49,6 +53,7 @@ void GradientReducer::finish() {
   }
 #if MSATRAIN_HAVE_CUDA
   if (nccl_) nccl_->group.join();
+  if (ep_dp_nccl_) ep_dp_nccl_->group.join();
 #endif
   started_.clear();
 }

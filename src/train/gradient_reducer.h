@@ -1,5 +1,6 @@
 // Sums every gradient over the ranks that share its parameter once the last micro-batch's backward is done:
-// experts over the expert-data-parallel group, everything else over the world.
+// experts over the expert-data-parallel group, everything else over the world (with NCCL: each over its own
+// communicator).
 //
 // On GPUs with one GPU per rank the sums go through NCCL on their own stream and start while the backward pass
 // goes on: ready() is called with each block's parameters as soon as the backward is past that block. Elsewhere
@@ -30,7 +31,8 @@ class GradientReducer {
   ParamList params_;
   Comm& world_;
   Comm& ep_dp_;
-  std::unique_ptr<Nccl> nccl_;
+  std::unique_ptr<Nccl> nccl_;        // over the world
+  std::unique_ptr<Nccl> ep_dp_nccl_;  // over ep_dp, when that is neither the world nor one rank
   std::unordered_set<const Param*> started_;  // sums already queued this step
 };
 

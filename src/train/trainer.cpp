@@ -1,5 +1,7 @@
 #include "train/trainer.h"
 
+#include "model/moe_dispatch.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -12,6 +14,7 @@
 
 #include "config/load.h"
 #include "core/device.h"
+#include "model/moe_dispatch.h"
 #include "ops/ops.h"
 #include "optim/lr_schedule.h"
 
@@ -101,6 +104,11 @@ Trainer::Trainer(const RunConfig& cfg, Comm& world, const std::string& resume)
   optim_ = std::make_unique<AdamW>(model_->params(), t);
   reducer_ = std::make_unique<GradientReducer>(model_->params(), world_, grid_.ep_dp(), nccl);
   if (is_root() && reducer_->uses_nccl()) std::printf("msatrain: gradients summed with NCCL, overlapping the backward\n");
+  // MoE rows over the ep group: NCCL on the same condition (every rank on its own GPU), else host-staged.
+  if (nccl && grid_.ep().size() > 1 && model_->context().ep_exchange) {
+    model_->context().ep_exchange->use_nccl();
+    if (is_root()) std::printf("msatrain: MoE rows exchanged with NCCL over the ep group\n");
+  }
   const int64_t local = int64_t(positions_.size());
   tokens_ = Tensor::zeros({t.micro_batch, local}, DType::i32);
   targets_ = Tensor::zeros({t.micro_batch, local}, DType::i32);

@@ -67,9 +67,11 @@ TEST(MoeConfig, InitFromWithExpertParallel) {
             "ranks); start from it with parallel.ep: 1, save, and resume with the layout you want");
 }
 
-TEST(MoeConfig, NoGpuKernelsYet) {
-  EXPECT_EQ(error_of(std::string(kMoe) + "device: cuda\n"),
-            "x.yaml:3, x.yaml:2: model.ffn 'moe' has no GPU kernels yet: use device 'cpu' or model.ffn 'dense'");
+TEST(MoeConfig, OnTheGpu) {
+  EXPECT_EQ(error_of(std::string(kMoe) + "device: cuda\n"), "(loaded)");
+  EXPECT_EQ(error_of(std::string(kMoe) + "moe:\n  n_experts: 4096\n  top_k: 2\ndevice: cuda\n"),
+            "x.yaml:6, x.yaml:4: moe.n_experts (4096) is more than the GPU router takes (2048): use fewer experts "
+            "or device 'cpu'");
 }
 
 TEST(MoeConfig, DenseLayers) {
@@ -104,9 +106,9 @@ TEST(MoeConfig, ShippedConfigsLoad) {
   EXPECT_EQ(tiny.moe.n_experts, 8);
   EXPECT_EQ(tiny.moe.top_k, 2);
   EXPECT_EQ(tiny.moe.dense_layers, "0");
-  // device: cuda is rejected until the MoE ops have GPU kernels; every other key must load.
   const std::string gpu = std::string(MSATRAIN_SOURCE_DIR) + "/configs/gpu_small_moe.yaml";
-  const RunConfig g = load_config(gpu, {{"device", "cpu"}});
+  const RunConfig g = load_config(gpu, {});
+  EXPECT_EQ(g.device, "cuda");
   EXPECT_EQ(g.model.d_model, 1024);
   EXPECT_EQ(g.model.n_layers, 12);
   EXPECT_EQ(g.model.n_heads, 8);

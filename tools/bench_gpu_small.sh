@@ -5,7 +5,8 @@
 # same shapes in PyTorch (torch.compile and eager), check two ranks on one GPU (host-staged) against one rank, and
 # print a table last.
 #   usage: bash tools/bench_gpu_small.sh [STEPS] [--quick]      results also under $OUT (default /tmp/bench_out)
-#   --quick: build, tests, the training runs with their per-op profiles and torch.compile only
+#   --quick: build, the attention and model tests, the training runs, the cuDNN setting's per-op profile and
+#            torch.compile only
 #   env BENCH_ATTENTION: the attention settings to train with (default "cudnn own")
 set -uo pipefail
 OUT=${OUT:-/tmp/bench_out}
@@ -29,7 +30,9 @@ cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITE
 echo "build: $(( $(date +%s) - t0 )) s"
 
 echo "== CUDA tests"
-build-gpu/tests/cuda_tests --gtest_brief=1 >"$OUT/cuda_tests.log" 2>&1
+filter='*'
+(( quick )) && filter='*Attention*:*Model*'  # the attention kernels and the whole model against the CPU backend
+build-gpu/tests/cuda_tests --gtest_brief=1 --gtest_filter="$filter" >"$OUT/cuda_tests.log" 2>&1
 tests_rc=$?
 grep -E "Failure|Expected|Which is|relative error|error|PASSED|FAILED|SKIPPED" "$OUT/cuda_tests.log" | head -60
 
@@ -54,9 +57,10 @@ for attn in $settings; do
   grep -E "cuDNN" "$OUT/msatrain_$attn.log" | head -3
   tail -3 "$OUT/msatrain_$attn.log"
   tps[$attn]=$(metric "$run/metrics.jsonl" tokens_per_s | median)
-  mem[$attn]="$(metric "$run/metrics.jsonl" gpu_mem_gib | sort -g | tail -1) (min $(metric "$run/metrics.jsonl" gpu_mem_gib | sort -g | head -1))"
+  mem[$attn]=$(metric "$run/metrics.jsonl" gpu_mem_gib | sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%.1f (min %.1f)", hi, lo}')
   params_of[$attn]=$(grep -oE "^msatrain: [0-9]+ parameters" "$OUT/msatrain_$attn.log" | grep -oE "[0-9]+")
 
+  (( quick )) && [[ $attn != cudnn ]] && continue  # --quick profiles the cuDNN setting only
   echo "== where the GPU time goes, MSATRAIN_ATTENTION=$attn: 6 steps with MSATRAIN_PROFILE_OPS=1 (a little slower)"
   MSATRAIN_ATTENTION=$attn MSATRAIN_PROFILE_OPS=1 build-gpu/msatrain train --config configs/gpu_small.yaml \
     --set train.steps=6 --set train.warmup_steps=2 --set train.batch_tokens=16384 --set train.log_every=1 \

@@ -19,8 +19,10 @@ namespace {
 struct Case {
   int64_t batch, t, hq, hkv, d;
   std::string name() const {
-    return "B" + std::to_string(batch) + "_T" + std::to_string(t) + "_H" + std::to_string(hq) + "x" +
-           std::to_string(hkv) + "_d" + std::to_string(d);
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "B%lld_T%lld_H%lldx%lld_d%lld", (long long)batch, (long long)t, (long long)hq,
+                  (long long)hkv, (long long)d);
+    return buf;
   }
   cuda::AttentionDims dims() const { return {batch, t, t, hq, hkv, d, float(1.0 / std::sqrt(double(d)))}; }
   size_t nq() const { return size_t(batch * t * hq * d); }

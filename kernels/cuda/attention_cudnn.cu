@@ -33,9 +33,9 @@
 
 // Set one attribute / one descriptor-valued attribute; a failure names the attribute, file and line.
 #define DNN_SET(desc, attr, type, n, ptr) CUDNN_CHECK(cudnnBackendSetAttribute((desc).get(), attr, type, n, ptr))
-#define DNN_SET_DESC(desc, attr, value)                                                          \
-  do {                                                                                           \
-    cudnnBackendDescriptor_t msa_dnn_v_ = (value);                                               \
+#define DNN_SET_DESC(desc, attr, value)                                                                  \
+  do {                                                                                                   \
+    cudnnBackendDescriptor_t msa_dnn_v_ = (value);                                                       \
     CUDNN_CHECK(cudnnBackendSetAttribute((desc).get(), attr, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &msa_dnn_v_)); \
   } while (0)
 
@@ -65,7 +65,9 @@ class Desc {
 };
 
 // Tensors of the variant pack, by unique id; virtual intermediates get ids from 1000 on.
-enum Uid : int64_t { kQ = 1, kK, kV, kO, kStats, kDO, kDQ, kDK, kDV, kScale, kNegInf, kOne, kRowDot, kDQAcc, kSeqQ, kSeqK };
+enum Uid : int64_t {
+  kQ = 1, kK, kV, kO, kStats, kDO, kDQ, kDK, kDV, kScale, kNegInf, kOne, kRowDot, kDQAcc, kSeqQ, kSeqK
+};
 
 struct Tensor {
   cudnnBackendDescriptor_t d;
@@ -78,7 +80,9 @@ class Graph {
   Tensor io(int64_t uid, cudnnDataType_t dt, Dims dim, Dims stride) { return make(uid, dt, dim, stride, false, false); }
   Tensor temp(cudnnDataType_t dt, Dims dim, Dims stride) { return make(next_uid_++, dt, dim, stride, true, false); }
   // A scalar passed by value: its variant-pack pointer is a host address.
-  Tensor scalar(int64_t uid, cudnnDataType_t dt = kF32) { return make(uid, dt, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true); }
+  Tensor scalar(int64_t uid, cudnnDataType_t dt = kF32) {
+    return make(uid, dt, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true);
+  }
 
   // y = op(x [, b] [, t]); y given. math = the precision the op computes in; axis for GEN_INDEX.
   void pointwise(cudnnPointwiseMode_t mode, const Tensor& x, const Tensor* b, const Tensor* t, const Tensor& y,

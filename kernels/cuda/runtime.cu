@@ -1,6 +1,9 @@
+#include <string>
+
 #include "core/error.h"
 #include "kernels/cuda/cublas_check.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/cudnn_check.h"
 #include "kernels/cuda/device_query.h"
 #include "kernels/cuda/memory.h"
 #include "kernels/cuda/runtime.h"
@@ -11,6 +14,7 @@ namespace {
 struct Runtime {
   cudaStream_t stream = nullptr;
   cublasLtHandle_t lt = nullptr;
+  cudnnHandle_t dnn = nullptr;  // on first use
   void* workspace = nullptr;
   size_t workspace_bytes = 64u << 20;  // cuBLASLt's split-K and Hopper kernels want tens of MiB
   int sms = 0;
@@ -51,6 +55,21 @@ cublasLtHandle_t blaslt_handle() { return runtime().lt; }
 void* blaslt_workspace() { return runtime().workspace; }
 size_t blaslt_workspace_bytes() { return runtime().workspace_bytes; }
 int sm_count() { return runtime().sms; }
+
+cudnnHandle_t cudnn_handle() {
+  Runtime& r = runtime();
+  if (!r.dnn) {
+    CUDNN_CHECK(cudnnCreate(&r.dnn));
+    CUDNN_CHECK(cudnnSetStream(r.dnn, r.stream));
+  }
+  return r.dnn;
+}
+
+std::string cudnn_status_message(cudnnStatus_t status) {
+  char last[1024] = {};
+  cudnnGetLastErrorString(last, sizeof last);
+  return std::string("cuDNN status ") + cudnnGetErrorString(status) + (last[0] ? std::string(": ") + last : "");
+}
 double* reduction_slot() { return runtime().slot; }
 
 void* scratch(size_t bytes) {

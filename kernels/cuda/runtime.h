@@ -1,8 +1,9 @@
 // The per-process CUDA state every kernel launcher shares: the compute stream, the cuBLASLt handle and its
-// workspace. Created on first use on the current device (select it first with use_device); it lives for the
+// workspace, the cuDNN handle. Created on first use on the current device (select it first with use_device); it lives for the
 // process, like the CUDA context it belongs to.
 #pragma once
 #include <cublasLt.h>
+#include <cudnn.h>
 #include <cuda_runtime.h>
 
 #include <cstddef>
@@ -18,6 +19,9 @@ cublasLtHandle_t blaslt_handle();
 void* blaslt_workspace();
 size_t blaslt_workspace_bytes();
 int sm_count();
+// cuDNN's handle, created on first use (loading cuDNN costs time and memory that runs without it need not pay)
+// and bound to compute_stream(); a caller on another stream sets its own with cudnnSetStream.
+cudnnHandle_t cudnn_handle();
 // A grow-only device scratch buffer (op workspaces, reduction results): it reaches its size in the first step
 // and is then reused, so the steady-state step allocates nothing. Its contents do not survive the next call.
 void* scratch(size_t bytes);

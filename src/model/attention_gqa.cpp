@@ -83,6 +83,8 @@ void AttentionGQA::collect(ParamList& ps) {
 
 double AttentionGQA::scale() const { return 1.0 / std::sqrt(double(d_)); }
 
+bool AttentionGQA::plain_causal() const { return ctx_.plain_causal && !selection_.sel; }
+
 const Tensor& AttentionGQA::forward(const Tensor& x, const ops::BlockSelection& selection) {
   const int64_t n = ctx_.rows();
   selection_ = selection;
@@ -115,7 +117,8 @@ const Tensor& AttentionGQA::forward(const Tensor& x, const ops::BlockSelection& 
   if (ctx_.cp) ctx_.cp->finish_gathers();
   const Tensor& keys = ctx_.cp ? k_all_ : k_;
   const Tensor& values = ctx_.cp ? v_all_ : v_;
-  ops::attention_forward(o_, lse_, q_, keys, values, ctx_.positions, ctx_.key_positions, scale(), selection_);
+  ops::attention_forward(o_, lse_, q_, keys, values, ctx_.positions, ctx_.key_positions, scale(), selection_,
+                         plain_causal());
   // Measured under context parallel only (the metric is attn_imbalance across the cp ranks); from the host
   // positions (the selection, MSA's, exists on the CPU only).
   if (ctx_.cp)
@@ -136,7 +139,7 @@ void AttentionGQA::backward(Tensor& dx, const Tensor& dout, const Tensor& x) {
   Tensor& dk = ctx_.cp ? ctx_.d_k_all : ctx_.d_k;
   Tensor& dv = ctx_.cp ? ctx_.d_v_all : ctx_.d_v;
   ops::attention_backward(ctx_.d_q, dk, dv, d_o, o_, lse_, q_, k(), ctx_.cp ? v_all_ : v_, ctx_.positions,
-                          ctx_.key_positions, scale(), selection_);
+                          ctx_.key_positions, scale(), selection_, plain_causal());
   if (ctx_.cp) {
     ctx_.cp->scatter_key_grads(ctx_.d_k, ctx_.d_k_all);
     ctx_.cp->scatter_key_grads(ctx_.d_v, ctx_.d_v_all);

@@ -28,6 +28,9 @@ class AttentionGQA : public AttentionLayer {
   int64_t attended_pairs() const override { return attended_pairs_; }
 
  private:
+  // This forward is dense causal self-attention (no cp, no selection): the GPU may run it through cuDNN.
+  bool plain_causal() const;
+
   LayerContext& ctx_;
   int64_t hq_, hkv_, d_;
   Param wqkv_;    // ((Hq + 2 Hkv) d, C)

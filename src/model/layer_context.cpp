@@ -58,6 +58,8 @@ void LayerContext::set_positions(const std::vector<int32_t>& pos) {
   rope_tables(index_rope_cos, index_rope_sin, pos, index_rot_dims, cfg.rope_theta, stat_dtype(), device);
   host_positions = pos;
   if (!cp) key_positions = positions, host_key_positions = pos;
+  plain_causal = !cp;
+  for (size_t i = 0; i < pos.size() && plain_causal; ++i) plain_causal = pos[i] == int32_t(i);
 }
 
 void LayerContext::use_context_parallel(ContextParallel& c) {

@@ -48,6 +48,7 @@ struct LayerContext {
   Tensor positions;      // (T) int32 global positions of the local tokens
   Tensor key_positions;  // (key_seq) int32 global positions of the keys attention reads (= positions without cp)
   std::vector<int32_t> host_positions, host_key_positions;  // the same two on the host (work counting)
+  bool plain_causal = false;  // positions = key positions = 0..T-1: dense causal self-attention (no cp)
   Tensor rope_cos;   // (T, rot_dims/2)
   Tensor rope_sin;   // (T, rot_dims/2)
   int64_t index_rot_dims = 0;  // for the MSA index heads (dim attention.index_head_dim)

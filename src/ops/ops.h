@@ -27,12 +27,15 @@ struct BlockSelection {
 // Attention with positional (causal) masking: key j visible to query i iff kpos[j] <= qpos[i] (and, with a
 // selection, key j's block is selected for query i's group).
 // q, o (B, Tq, Hq, d); k, v (B, Tk, Hkv, d); lse (B, Hq, Tq); qpos (Tq), kpos (Tk) int32.
+// plain_causal: the caller guarantees qpos = kpos = 0..T-1 (dense causal self-attention, no selection), which
+// lets the GPU use cuDNN's fused attention (MSATRAIN_ATTENTION=own|cudnn, default cudnn where it runs).
 void attention_forward(Tensor& o, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& qpos,
-                       const Tensor& kpos, double scale, const BlockSelection& selection = {});
+                       const Tensor& kpos, double scale, const BlockSelection& selection = {},
+                       bool plain_causal = false);
 // dq, dk, dv written.
 void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& o, const Tensor& lse,
                         const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& qpos, const Tensor& kpos,
-                        double scale, const BlockSelection& selection = {});
+                        double scale, const BlockSelection& selection = {}, bool plain_causal = false);
 
 // MSA Index Branch (spec §1-§2, §4). qi (B, Tq, Hkv, dI), ki (B, Tk, dI) normed and rotated.
 struct MsaIndexParams {

@@ -117,11 +117,13 @@ cpu::AttentionShape attention_shape(const Tensor& q, const Tensor& k, const Tens
 }  // namespace
 
 void attention_forward(Tensor& o, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& qpos,
-                       const Tensor& kpos, double scale, const BlockSelection& selection) {
+                       const Tensor& kpos, double scale, const BlockSelection& selection, bool plain_causal) {
   auto s = attention_shape(q, k, v, qpos, kpos, scale, selection);
   MSA_CHECK(o.shape() == q.shape() && lse.numel() == s.batch * s.hq * s.tq, "attention_forward output shapes");
   MSA_CHECK(q.device() == Device::cpu || !selection.sel, "block-sparse attention (MSA) has no GPU kernel yet");
-  ON_GPU(q, gpu::attention_forward(o, lse, q, k, v, qpos, kpos, scale));
+  MSA_CHECK(!plain_causal || (s.tq == s.tk && !selection.sel), "plain causal attention with Tq " << s.tq << " != Tk "
+                                                                << s.tk << " or a block selection");
+  ON_GPU(q, gpu::attention_forward(o, lse, q, k, v, qpos, kpos, scale, plain_causal));
   dispatch_float(q, [&](auto tag) {
     using T = decltype(tag);
     cpu::attention_forward<T>(o.data<T>(), lse.data<T>(), q.data<T>(), k.data<T>(), v.data<T>(),
@@ -131,12 +133,14 @@ void attention_forward(Tensor& o, Tensor& lse, const Tensor& q, const Tensor& k,
 
 void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& o, const Tensor& lse,
                         const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& qpos, const Tensor& kpos,
-                        double scale, const BlockSelection& selection) {
+                        double scale, const BlockSelection& selection, bool plain_causal) {
   auto s = attention_shape(q, k, v, qpos, kpos, scale, selection);
   MSA_CHECK(dq.shape() == q.shape() && dk.shape() == k.shape() && dv.shape() == v.shape() && dout.shape() == q.shape(),
             "attention_backward shapes");
   MSA_CHECK(q.device() == Device::cpu || !selection.sel, "block-sparse attention (MSA) has no GPU kernel yet");
-  ON_GPU(q, gpu::attention_backward(dq, dk, dv, dout, o, lse, q, k, v, qpos, kpos, scale));
+  MSA_CHECK(!plain_causal || (s.tq == s.tk && !selection.sel), "plain causal attention with Tq " << s.tq << " != Tk "
+                                                                << s.tk << " or a block selection");
+  ON_GPU(q, gpu::attention_backward(dq, dk, dv, dout, o, lse, q, k, v, qpos, kpos, scale, plain_causal));
   dk.zero_();  // the CPU kernel accumulates over the query heads of a group
   dv.zero_();
   dispatch_float(q, [&](auto tag) {

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/cuda/attention.h"
+#include "kernels/cuda/attention_cudnn.h"
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/layer_ops.h"
@@ -32,6 +33,13 @@ int64_t rows(const Tensor& t) { return t.numel() / t.dim(-1); }
 
 cuda::AttentionDims attention_dims(const Tensor& q, const Tensor& k, double scale) {
   return cuda::AttentionDims{q.dim(0), q.dim(1), k.dim(1), q.dim(2), k.dim(2), q.dim(3), float(scale)};
+}
+
+// cuDNN's fused kernels serve plain causal self-attention when enabled and cuDNN has an engine for the shape
+// (decided once per shape); everything else runs our kernel. Both write the same lse, so either backward can
+// follow either forward.
+bool use_cudnn(const cuda::AttentionDims& dims, bool plain_causal) {
+  return plain_causal && cuda::cudnn_attention_enabled() && cuda::cudnn_attention_supported(dims);
 }
 
 }  // namespace
@@ -67,18 +75,31 @@ void rope(Tensor& x, const Tensor& cos, const Tensor& sin, int64_t rot_dims, boo
 }
 
 void attention_forward(Tensor& o, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& qpos,
-                       const Tensor& kpos, double scale) {
-  cuda::OpScope scope("attention_forward");
+                       const Tensor& kpos, double scale, bool plain_causal) {
   expect(lse, DType::f32, "attention lse");
-  cuda::attention_forward(bf(o), f32(lse), bf(q), bf(k), bf(v), i32(qpos), i32(kpos), attention_dims(q, k, scale),
-                          cuda::compute_stream());
+  const cuda::AttentionDims dims = attention_dims(q, k, scale);
+  if (use_cudnn(dims, plain_causal)) {
+    cuda::OpScope scope("attention_forward (cudnn)");
+    void* ws = cuda::scratch(cuda::cudnn_attention_forward_workspace_bytes(dims));
+    cuda::cudnn_attention_forward(bf(o), f32(lse), bf(q), bf(k), bf(v), dims, ws, cuda::compute_stream());
+    return;
+  }
+  cuda::OpScope scope("attention_forward");
+  cuda::attention_forward(bf(o), f32(lse), bf(q), bf(k), bf(v), i32(qpos), i32(kpos), dims, cuda::compute_stream());
 }
 
 void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& o, const Tensor& lse,
                         const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& qpos, const Tensor& kpos,
-                        double scale) {
-  cuda::OpScope scope("attention_backward");
+                        double scale, bool plain_causal) {
   const cuda::AttentionDims dims = attention_dims(q, k, scale);
+  if (use_cudnn(dims, plain_causal)) {
+    cuda::OpScope scope("attention_backward (cudnn)");
+    void* ws = cuda::scratch(cuda::cudnn_attention_backward_workspace_bytes(dims));
+    cuda::cudnn_attention_backward(bf(dq), bf(dk), bf(dv), bf(dout), bf(o), f32(lse), bf(q), bf(k), bf(v), dims, ws,
+                                   cuda::compute_stream());
+    return;
+  }
+  cuda::OpScope scope("attention_backward");
   void* ws = cuda::scratch(cuda::attention_backward_workspace_bytes(dims));
   cuda::attention_backward(bf(dq), bf(dk), bf(dv), bf(dout), bf(o), f32(lse), bf(q), bf(k), bf(v), i32(qpos),
                            i32(kpos), dims, ws, cuda::compute_stream());

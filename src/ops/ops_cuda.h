@@ -12,10 +12,10 @@ void rmsnorm_forward(Tensor& y, Tensor& rstd, const Tensor& x, const Tensor& w, 
 void rmsnorm_backward(Tensor& dx, Tensor& dw, const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd);
 void rope(Tensor& x, const Tensor& cos, const Tensor& sin, int64_t rot_dims, bool inverse);
 void attention_forward(Tensor& o, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& qpos,
-                       const Tensor& kpos, double scale);
+                       const Tensor& kpos, double scale, bool plain_causal);
 void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& o, const Tensor& lse,
                         const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& qpos, const Tensor& kpos,
-                        double scale);
+                        double scale, bool plain_causal);
 void swiglu_forward(Tensor& h, const Tensor& gu);
 void swiglu_backward(Tensor& dgu, const Tensor& dh, const Tensor& gu);
 void embedding_forward(Tensor& out, const Tensor& table, const Tensor& ids);

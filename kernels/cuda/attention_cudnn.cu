@@ -29,6 +29,7 @@
 #include "core/error.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cudnn_check.h"
+#include "kernels/cuda/memory.h"
 #include "kernels/cuda/runtime.h"
 
 // Set one attribute / one descriptor-valued attribute; a failure names the attribute, file and line.
@@ -392,7 +393,7 @@ Plans build(const AttentionDims& dims) {
     p.bwd_ws = size_t(bwd_ws);
     if (p.padded) {
       const std::vector<int32_t> lens(size_t(2 * s.b), int32_t(s.t));
-      CUDA_CHECK(cudaMalloc(&p.seq_lens, lens.size() * sizeof(int32_t)));
+      p.seq_lens = static_cast<int32_t*>(device_alloc(lens.size() * sizeof(int32_t)));  // from the arena, per plan
       CUDA_CHECK(cudaMemcpy(p.seq_lens, lens.data(), lens.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
     }
     p.ok = true;

@@ -11,16 +11,9 @@
 #include "kernels/cpu/rmsnorm.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/cpu/swiglu.h"
+#include "ops/on_gpu.h"
 #include "ops/ops.h"
 
-// Device tensors go to the CUDA ops (ops_cuda.cpp) when this build has them.
-#if MSATRAIN_HAVE_CUDA
-#include "ops/ops_cuda.h"
-#define ON_GPU(t, call) \
-  if ((t).device() == Device::cuda) return call
-#else
-#define ON_GPU(t, call) MSA_CHECK((t).device() == Device::cpu, "device tensors need the CUDA backend")
-#endif
 
 namespace msa::ops {
 namespace {

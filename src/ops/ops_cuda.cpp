@@ -10,26 +10,10 @@
 #include "kernels/cuda/layer_ops.h"
 #include "kernels/cuda/op_profile.h"
 #include "kernels/cuda/runtime.h"
+#include "ops/cuda_args.h"
 
 namespace msa::ops::gpu {
 namespace {
-
-using bf16 = __nv_bfloat16;
-
-bool is_f32(const Tensor& t) {
-  MSA_CHECK(t.device() == Device::cuda && (t.dtype() == DType::f32 || t.dtype() == DType::bf16),
-            "GPU op on a " << dtype_name(t.dtype()) << " tensor (bf16 or f32 on the GPU expected)");
-  return t.dtype() == DType::f32;
-}
-void expect(const Tensor& t, DType dt, const char* what) {
-  MSA_CHECK(t.device() == Device::cuda && t.dtype() == dt,
-            what << ": expected a GPU " << dtype_name(dt) << " tensor, got " << dtype_name(t.dtype()) << " on "
-                 << (t.device() == Device::cuda ? "cuda" : "cpu"));
-}
-bf16* bf(const Tensor& t) { return static_cast<bf16*>(t.raw()); }
-float* f32(const Tensor& t) { return static_cast<float*>(t.raw()); }
-const int32_t* i32(const Tensor& t) { return static_cast<const int32_t*>(t.raw()); }
-int64_t rows(const Tensor& t) { return t.numel() / t.dim(-1); }
 
 cuda::AttentionDims attention_dims(const Tensor& q, const Tensor& k, double scale) {
   return cuda::AttentionDims{q.dim(0), q.dim(1), k.dim(1), q.dim(2), k.dim(2), q.dim(3), float(scale)};

@@ -1,16 +1,10 @@
 // Dispatch of the MoE ops (ops_moe.h): shape and row checks, then device tensors to ops_moe_cuda.cpp and host
 // tensors to kernels/cpu/moe_router.h and plain row loops, float and double.
 #include "kernels/cpu/moe_router.h"
+#include "ops/on_gpu.h"
 #include "ops/ops.h"
 #include "ops/ops_moe.h"
 
-#if MSATRAIN_HAVE_CUDA
-#include "ops/ops_cuda.h"
-#define ON_GPU(t, call) \
-  if ((t).device() == Device::cuda) return call
-#else
-#define ON_GPU(t, call) MSA_CHECK((t).device() == Device::cpu, "device tensors need the CUDA backend")
-#endif
 
 namespace msa::ops {
 namespace {

@@ -8,20 +8,11 @@
 #include "kernels/cuda/moe.h"
 #include "kernels/cuda/op_profile.h"
 #include "kernels/cuda/runtime.h"
+#include "ops/cuda_args.h"
 #include "ops/ops_cuda.h"
 
 namespace msa::ops::gpu {
 namespace {
-
-using bf16 = __nv_bfloat16;
-
-void expect(const Tensor& t, DType dt, const char* what) {
-  MSA_CHECK(t.device() == Device::cuda && t.dtype() == dt,
-            what << ": expected a GPU " << dtype_name(dt) << " tensor, got " << dtype_name(t.dtype()) << " on "
-                 << (t.device() == Device::cuda ? "cuda" : "cpu"));
-}
-bf16* bf(const Tensor& t) { return static_cast<bf16*>(t.raw()); }
-float* f32(const Tensor& t) { return static_cast<float*>(t.raw()); }
 
 // Host lists of 4-byte words (int32 row ids, fp32 scales) packed into one buffer, uploaded with one copy.
 class Upload {

@@ -321,16 +321,20 @@ std::pair<Desc, int64_t> backward_plan(const Shape& s, bool padded, cudnnHandle_
   if (padded) scores = padding_mask(g, scores, *sq, *sk, neg_inf);
   const Tensor p = g.unary(CUDNN_POINTWISE_EXP, causal_mask(g, scores, neg_inf));
 
-  // dV = P^T dO, summed over the group's query heads
-  const Tensor p_t = g.temp(kBf16, s.scores(), s.scores_t_stride());
-  g.reshape(p, p_t);
-  if (gqa) {
-    const Tensor dv_full = g.temp(kBf16, s.full_head(), s.full_head_stride());
-    g.matmul(p_t, d_o, dv_full, sk, nullptr, sq);
-    g.reduction(CUDNN_REDUCE_TENSOR_ADD, dv_full, dv);
-  } else {
-    g.matmul(p_t, d_o, dv, sk, nullptr, sq);
-  }
+  // A key-side gradient: out = x^T rhs (x a (Tq, Tk) score-shaped tensor), summed over the group's query heads.
+  auto key_grad = [&](const Tensor& x, const Tensor& rhs, const Tensor& out) {
+    const Tensor x_t = g.temp(kBf16, s.scores(), s.scores_t_stride());
+    g.reshape(x, x_t);
+    if (gqa) {
+      const Tensor full = g.temp(kBf16, s.full_head(), s.full_head_stride());
+      g.matmul(x_t, rhs, full, sk, nullptr, sq);
+      g.reduction(CUDNN_REDUCE_TENSOR_ADD, full, out);
+    } else {
+      g.matmul(x_t, rhs, out, sk, nullptr, sq);
+    }
+  };
+
+  key_grad(p, d_o, dv);  // dV = P^T dO
 
   // dS = P * (dO V^T - D) * scale
   const Tensor dp = g.temp(kF32, s.scores(), s.scores_stride());
@@ -338,16 +342,7 @@ std::pair<Desc, int64_t> backward_plan(const Shape& s, bool padded, cudnnHandle_
   const Tensor ds = g.binary(CUDNN_POINTWISE_MUL,
                              g.binary(CUDNN_POINTWISE_MUL, g.binary(CUDNN_POINTWISE_SUB, dp, row_dot), p), scale);
 
-  // dK = dS^T Q, summed over the group's query heads
-  const Tensor ds_t = g.temp(kBf16, s.scores(), s.scores_t_stride());
-  g.reshape(ds, ds_t);
-  if (gqa) {
-    const Tensor dk_full = g.temp(kBf16, s.full_head(), s.full_head_stride());
-    g.matmul(ds_t, q, dk_full, sk, nullptr, sq);
-    g.reduction(CUDNN_REDUCE_TENSOR_ADD, dk_full, dk);
-  } else {
-    g.matmul(ds_t, q, dk, sk, nullptr, sq);
-  }
+  key_grad(ds, q, dk);  // dK = dS^T Q
 
   // dQ = dS K, accumulated in fp32, then converted
   const Tensor k = g.temp(kF32, s.kv(), s.kv_stride());  // a virtual view: intermediate type, as cudnn_frontend

@@ -41,25 +41,6 @@ __global__ void copy_columns_kernel(E* dst, int64_t dst_cols, int64_t dst_col, c
   }
 }
 
-template <class Y, class X>
-__global__ void permute_rows_kernel(Y* dst, const X* src, const int32_t* src_row, int64_t rows, int64_t width) {
-  const int64_t total = rows * width;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t r = i / width, c = i % width;
-    dst[i] = from_f32<Y>(to_f32(src[int64_t(src_row[r]) * width + c]));
-  }
-}
-
-// Same-dtype bf16 rows whose width is a multiple of 8: 16-byte copies.
-__global__ void permute_rows_16b_kernel(uint4* dst, const uint4* src, const int32_t* src_row, int64_t rows,
-                                        int64_t width16) {
-  const int64_t total = rows * width16;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t r = i / width16, c = i % width16;
-    dst[i] = src[int64_t(src_row[r]) * width16 + c];
-  }
-}
-
 enum class Reduce { sum, squares, nonfinite };
 
 // Accumulates in double: squares of fp32 gradients above ~1.8e19 would overflow a float sum (and report a
@@ -150,17 +131,6 @@ double sum_squares_many(const std::vector<std::pair<const void*, int64_t>>& buff
   CUDA_CHECK(cudaMemcpyAsync(&h, slot, sizeof h, cudaMemcpyDeviceToHost, compute_stream()));
   CUDA_CHECK(cudaStreamSynchronize(compute_stream()));
   return h;
-}
-
-void permute_rows(void* dst, bool dst_f32, const void* src, bool src_f32, const int32_t* src_row, int64_t rows,
-                  int64_t width) {
-  const bool aligned = reinterpret_cast<uintptr_t>(dst) % 16 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0;
-  if (!dst_f32 && !src_f32 && width % 8 == 0 && aligned)
-    launch(permute_rows_16b_kernel, rows * width / 8, (uint4*)dst, (const uint4*)src, src_row, rows, width / 8);
-  else if (dst_f32 && src_f32) launch(permute_rows_kernel<float, float>, rows * width, (float*)dst, (const float*)src, src_row, rows, width);
-  else if (dst_f32) launch(permute_rows_kernel<float, bf16>, rows * width, (float*)dst, (const bf16*)src, src_row, rows, width);
-  else if (src_f32) launch(permute_rows_kernel<bf16, float>, rows * width, (bf16*)dst, (const float*)src, src_row, rows, width);
-  else launch(permute_rows_kernel<bf16, bf16>, rows * width, (bf16*)dst, (const bf16*)src, src_row, rows, width);
 }
 
 double sum(const void* x, bool f32, int64_t n) { return reduce<Reduce::sum>(x, f32, n); }

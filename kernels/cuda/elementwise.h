@@ -13,10 +13,6 @@ void convert(void* dst, bool dst_f32, const void* src, bool src_f32, int64_t n);
 // dst[:, dst_col : dst_col + width] = src[:, src_col : src_col + width]; elem_bytes per element.
 void copy_columns(void* dst, int64_t dst_cols, int64_t dst_col, const void* src, int64_t src_cols, int64_t src_col,
                   int64_t rows, int64_t width, int elem_bytes);
-// dst row r (width values) = src row src_row[r], converted (context parallel's rank-major <-> position order).
-// src_row: `rows` int32 indices on the device.
-void permute_rows(void* dst, bool dst_f32, const void* src, bool src_f32, const int32_t* src_row, int64_t rows,
-                  int64_t width);
 // Reductions, accumulated in double; they wait for the stream.
 double sum(const void* x, bool f32, int64_t n);
 double sum_squares(const void* x, bool f32, int64_t n);

@@ -104,8 +104,7 @@ void NcclGroup::alltoallv(const void* send, const std::vector<int64_t>& send_byt
   NCCL_CHECK(ncclCommCount(s_->comm, &size));
   if (int64_t(send_bytes.size()) != size || int64_t(recv_bytes.size()) != size)
     fail("alltoallv needs one count per rank", "NcclGroup::alltoallv", __FILE__, __LINE__);
-  CUDA_CHECK(cudaEventRecord(s_->ready, compute_stream()));
-  CUDA_CHECK(cudaStreamWaitEvent(s_->stream, s_->ready, 0));
+  s_->enqueue_after_compute();
   const char* from = static_cast<const char*>(send);
   char* to = static_cast<char*>(recv);
   NCCL_CHECK(ncclGroupStart());
@@ -116,6 +115,7 @@ void NcclGroup::alltoallv(const void* send, const std::vector<int64_t>& send_byt
     to += recv_bytes[p];
   }
   NCCL_CHECK(ncclGroupEnd());
+  s_->stop_timer();
   join();
 }
 

@@ -8,6 +8,7 @@
 
 #if MSATRAIN_HAVE_CUDA
 #include "kernels/cuda/elementwise.h"
+#include "kernels/cuda/moe.h"  // gather_rows: the row gather the MoE dispatch uses too
 #include "kernels/cuda/nccl_group.h"
 #endif
 
@@ -30,7 +31,7 @@ struct ContextParallel::NcclPath {
   int64_t map_batch = -1;
   Tensor unpack_map, pack_map;  // device int32: full row -> gathered row; gathered row -> full row
   std::vector<Tensor> gathered;  // one rank-major receive buffer per queued gather (K, V, kI), reused
-  Tensor send32, recv32;         // fp32 staging of the gradient reduce-scatter
+  Tensor pack16, send32, recv32;  // staging of the gradient reduce-scatter: rank-major bf16, then fp32
   struct Pending {
     Tensor* full;
     size_t buffer;
@@ -78,18 +79,16 @@ void ContextParallel::check_shapes(const Tensor& full, const Tensor& local, int6
   MSA_CHECK(full.numel() == batch * seq_len_ * width, "context parallel: row widths differ");
 }
 
-Tensor ContextParallel::staging(Tensor& buf, int64_t numel, DType dtype) {
-  // One buffer per direction, grown to the largest use (K/V rows and kI rows share it): no allocation per step.
-  if (!buf.defined() || buf.numel() < numel || buf.dtype() != dtype) buf = Tensor::empty({numel}, dtype, Device::cpu);
+namespace {
+// numel values of buf's memory, which is (re)made only when too small or of another dtype or device: one buffer
+// per use, grown to the largest (K/V rows and kI rows share it), so no step allocates.
+Tensor staging(Tensor& buf, int64_t numel, DType dtype, Device device = Device::cpu) {
+  if (!buf.defined() || buf.numel() < numel || buf.dtype() != dtype || buf.device() != device)
+    buf = Tensor::empty({numel}, dtype, device);
   return buf.slice(0, numel);
 }
-
-namespace {
-// A host tensor shaped like t, reusing buf's memory when it is large enough.
-Tensor host_like(Tensor& buf, const Tensor& t, DType dtype) {
-  if (!buf.defined() || buf.numel() < t.numel() || buf.dtype() != dtype) buf = Tensor::empty({t.numel()}, dtype);
-  return buf.slice(0, t.numel()).view(t.shape());
-}
+// A host tensor shaped like t, from buf's memory.
+Tensor host_like(Tensor& buf, const Tensor& t, DType dtype) { return staging(buf, t.numel(), dtype).view(t.shape()); }
 }  // namespace
 
 ContextParallel::Traffic ContextParallel::take_traffic() {
@@ -116,9 +115,7 @@ void ContextParallel::begin_gather(Tensor& full, const Tensor& local) {
     NcclPath& n = *nccl_;
     const size_t slot = n.pending.size();
     if (n.gathered.size() <= slot) n.gathered.emplace_back();
-    Tensor& buf = n.gathered[slot];
-    if (!buf.defined() || buf.numel() < local.numel() * size())
-      buf = Tensor::empty({local.numel() * size()}, DType::bf16, Device::cuda);
+    const Tensor buf = staging(n.gathered[slot], local.numel() * size(), DType::bf16, Device::cuda);
     n.group.allgather_bf16_async(local.raw(), buf.raw(), local.numel());
     n.pending.push_back({&full, slot});
     return;
@@ -145,8 +142,8 @@ void ContextParallel::finish_gathers() {
   for (const NcclPath::Pending& p : n.pending) {
     Tensor& full = *p.full;
     const int64_t batch = full.dim(0), width = full.numel() / (batch * seq_len_);
-    const int32_t* map = row_maps(batch).first;
-    cuda::permute_rows(full.raw(), false, n.gathered[p.buffer].raw(), false, map, batch * seq_len_, width);
+    cuda::gather_rows(static_cast<__nv_bfloat16*>(full.raw()), static_cast<const __nv_bfloat16*>(n.gathered[p.buffer].raw()),
+                      row_maps(batch).first, nullptr, batch * seq_len_, width);
   }
   n.pending.clear();
 #endif
@@ -163,17 +160,16 @@ void ContextParallel::scatter_key_grads(Tensor& local, const Tensor& full) {
     MSA_CHECK(local.dtype() == DType::bf16, "context parallel over NCCL scatters bf16 key gradients");
     NcclPath& n = *nccl_;
     const int64_t count = local.numel();
-    if (!n.send32.defined() || n.send32.numel() < count * size()) {
-      n.send32 = Tensor::empty({count * size()}, DType::f32, Device::cuda);
-      n.recv32 = Tensor::empty({count}, DType::f32, Device::cuda);
-    }
-    if (n.recv32.numel() < count) n.recv32 = Tensor::empty({count}, DType::f32, Device::cuda);
-    // full (B, T, W) -> rank-major fp32 (cp, B, 2L, W): block r holds the rows rank r owns.
-    cuda::permute_rows(n.send32.raw(), true, full.raw(), false, row_maps(batch).second, size() * batch * local_len(),
-                       width);
-    n.group.reduce_scatter_sum_async(static_cast<float*>(n.send32.raw()), static_cast<float*>(n.recv32.raw()), count);
+    const Tensor pack = staging(n.pack16, count * size(), DType::bf16, Device::cuda);
+    const Tensor send = staging(n.send32, count * size(), DType::f32, Device::cuda);
+    const Tensor recv = staging(n.recv32, count, DType::f32, Device::cuda);
+    // full (B, T, W) -> rank-major (cp, B, 2L, W), block r the rows rank r owns; summed in fp32.
+    cuda::gather_rows(static_cast<__nv_bfloat16*>(pack.raw()), static_cast<const __nv_bfloat16*>(full.raw()),
+                      row_maps(batch).second, nullptr, count * size() / width, width);
+    cuda::convert(send.raw(), true, pack.raw(), false, count * size());
+    n.group.reduce_scatter_sum_async(static_cast<const float*>(send.raw()), static_cast<float*>(recv.raw()), count);
     n.group.join();
-    cuda::convert(local.raw(), false, n.recv32.raw(), true, count);
+    cuda::convert(local.raw(), false, recv.raw(), true, count);
     return;
   }
 #endif

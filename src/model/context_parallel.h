@@ -76,9 +76,8 @@ class ContextParallel {
   void gather_host(Tensor& full, const Tensor& local);
   void scatter_host(Tensor& local, const Tensor& full);
   void check_shapes(const Tensor& full, const Tensor& local, int64_t& batch, int64_t& width) const;
-  Tensor staging(Tensor& buf, int64_t numel, DType dtype);
   // NCCL path: device row maps for a micro-batch of `batch` sequences: (full row -> gathered row,
-  // gathered row -> full row), as permute_rows wants them.
+  // gathered row -> full row), as gather_rows wants them.
   std::pair<const int32_t*, const int32_t*> row_maps(int64_t batch);
 };
 

@@ -1,10 +1,10 @@
 #include "model/moe_dispatch.h"
 
-#include <algorithm>
 #include <cmath>
 #include <numeric>
 
 #include "core/device.h"
+#include "model/moe_experts.h"  // grow_rows
 
 #if MSATRAIN_HAVE_CUDA
 #include "kernels/cuda/nccl_group.h"
@@ -126,11 +126,8 @@ void RowExchange::exchange(const Tensor& send, const std::vector<int64_t>& send_
   }
 #endif
   // Host-staged (ranks sharing one GPU): the staging buffers grow to the largest exchange, then stay.
-  if (host_send_.numel() < std::max<int64_t>(1, sent * cols) || host_send_.dtype() != send.dtype())
-    host_send_ = Tensor::empty({std::max<int64_t>(1, sent * cols)}, send.dtype());
-  if (host_recv_.numel() < std::max<int64_t>(1, got * cols) || host_recv_.dtype() != send.dtype())
-    host_recv_ = Tensor::empty({std::max<int64_t>(1, got * cols)}, send.dtype());
-  Tensor hs = host_send_.slice(0, sent * cols), hr = host_recv_.slice(0, got * cols);
+  Tensor hs = grow_rows(host_send_, sent, cols, send.dtype(), Device::cpu);
+  Tensor hr = grow_rows(host_recv_, got, cols, send.dtype(), Device::cpu);
   if (sent > 0) hs.copy_from(send);
   comm_->alltoallv(hs.raw(), sc, hr.raw(), rc, send.dtype());
   if (got > 0) recv.copy_from(hr);

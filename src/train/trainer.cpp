@@ -1,7 +1,5 @@
 #include "train/trainer.h"
 
-#include "model/moe_dispatch.h"
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>

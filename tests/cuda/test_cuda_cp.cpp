@@ -1,10 +1,10 @@
-// Context parallel's NCCL path on one GPU: the row permutation kernel against the host, and a one-rank group
-// through the whole NCCL path (all-gather, permutation, fp32 reduce-scatter, conversion), which must give back
+// Context parallel's NCCL path on one GPU: its row gather against a host permutation, and a one-rank group
+// through the whole NCCL path (all-gather, row gather, fp32 reduce-scatter, conversions), which must give back
 // what went in. The multi-rank exchange itself needs several GPUs (tests/mpi/test_cuda_cp.sh covers the
 // host-staged path on one GPU; docs/context_parallel.md says what has run where).
 #include <numeric>
 
-#include "kernels/cuda/elementwise.h"
+#include "kernels/cuda/moe.h"
 #include "model/context_parallel.h"
 #include "tests/cuda/cuda_test_util.h"
 #include "tests/unit/one_rank_comm.h"
@@ -21,7 +21,9 @@ Tensor random_device(const Shape& shape, DType dt, uint64_t seed) {
   return t;
 }
 
-TEST(CudaContextParallel, PermuteRowsMatchesTheHostInEveryDtypePair) {
+// The row gather the NCCL path runs (cuda::gather_rows, shared with the MoE dispatch) moves every row exactly to
+// where a host permutation puts it, for a K/V row width (16-byte path) and an odd one (element path).
+TEST(CudaContextParallel, RowGatherMatchesTheHostPermutation) {
   SKIP_WITHOUT_GPU();
   const int64_t rows = 301;
   std::vector<int32_t> perm(rows);
@@ -29,22 +31,14 @@ TEST(CudaContextParallel, PermuteRowsMatchesTheHostInEveryDtypePair) {
   for (int64_t i = rows - 1; i > 0; --i) std::swap(perm[size_t(i)], perm[size_t((i * 7919) % (i + 1))]);
   Tensor map = Tensor::empty({rows}, DType::i32, Device::cuda);
   map.from_vector(std::vector<double>(perm.begin(), perm.end()));
-  for (const int64_t width : {256, 6}) {  // the 16-byte path and the element path
-    for (const DType in : {DType::bf16, DType::f32})
-      for (const DType out : {DType::bf16, DType::f32}) {
-        Tensor src = random_device({rows, width}, in, 5), dst = Tensor::empty({rows, width}, out, Device::cuda);
-        cuda::permute_rows(dst.raw(), out == DType::f32, src.raw(), in == DType::f32,
-                           static_cast<const int32_t*>(map.raw()), rows, width);
-        const std::vector<double> s = src.to_vector(), d = dst.to_vector();
-        double worst = 0;
-        for (int64_t r = 0; r < rows; ++r)
-          for (int64_t c = 0; c < width; ++c) {
-            const double want = s[size_t(perm[size_t(r)] * width + c)], got = d[size_t(r * width + c)];
-            worst = std::max(worst, std::abs(got - want) / (std::abs(want) + 1e-30));
-          }
-        // Exact, except fp32 -> bf16 rounding.
-        EXPECT_LE(worst, out == DType::bf16 && in == DType::f32 ? 4e-3 : 0.0) << "width " << width;
-      }
+  for (const int64_t width : {256, 6}) {
+    Tensor src = random_device({rows, width}, DType::bf16, 5), dst = Tensor::empty({rows, width}, DType::bf16, Device::cuda);
+    cuda::gather_rows(static_cast<__nv_bfloat16*>(dst.raw()), static_cast<const __nv_bfloat16*>(src.raw()),
+                      static_cast<const int32_t*>(map.raw()), nullptr, rows, width);
+    const std::vector<double> s = src.to_vector(), d = dst.to_vector();
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < width; ++c)
+        ASSERT_EQ(d[size_t(r * width + c)], s[size_t(perm[size_t(r)] * width + c)]) << "row " << r << ", width " << width;
   }
 }
 
